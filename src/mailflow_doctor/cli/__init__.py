@@ -1,0 +1,17 @@
+"""The command line: thin wrappers that parse options and call the layers below."""
+
+from __future__ import annotations
+
+import sys
+
+from mailflow_doctor.cli import endpoints as _endpoints  # noqa: F401  (registers commands)
+from mailflow_doctor.cli.app import app
+
+
+def main() -> None:
+    """Console entry point: no traceback ever reaches the user."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

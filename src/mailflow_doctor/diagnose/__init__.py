@@ -1,0 +1,1 @@
+"""Checks that turn evidence into findings, correlation across sources, and ranking."""

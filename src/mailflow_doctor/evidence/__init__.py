@@ -1,0 +1,1 @@
+"""Readers: evidence files to typed records, streaming, with no judgement."""

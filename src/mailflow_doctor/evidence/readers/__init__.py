@@ -1,0 +1,1 @@
+"""Every evidence reader, one module each; importing a module registers its readers."""

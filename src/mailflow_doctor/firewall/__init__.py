@@ -1,0 +1,1 @@
+"""Vendor configuration parsers into one policy model, and the one evaluator."""

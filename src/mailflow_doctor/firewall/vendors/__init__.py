@@ -1,0 +1,1 @@
+"""One module per firewall vendor; importing a module registers its parser."""

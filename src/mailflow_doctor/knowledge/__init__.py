@@ -1,0 +1,4 @@
+"""Facts the tool reasons with: status codes, endpoint lists, address arithmetic.
+
+This layer imports nothing else of ours.
+"""

@@ -1,0 +1,1 @@
+"""Live network checks: DNS, TCP 25, SMTP, STARTTLS and certificates."""

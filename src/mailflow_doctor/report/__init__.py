@@ -1,0 +1,1 @@
+"""Renderers: terminal, JSON (the output contract), HTML and Markdown."""
