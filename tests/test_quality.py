@@ -40,7 +40,7 @@ def test_static_checks(command: list[str]) -> None:
 
 
 def test_layers_import_only_downwards() -> None:
-    """knowledge imports nothing of ours; evidence/firewall/probe never import diagnose/report/cli."""
+    """Imports point down: knowledge imports nothing of ours, no layer imports one above."""
     layer = {
         "knowledge": 0,
         "evidence": 1,
