@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mailflow_doctor.evidence.document import Document, IssueLog, SourceRef
+from mailflow_doctor.evidence.document import Document, IssueLog, ReadContext, SourceRef
 from mailflow_doctor.evidence.intake import Intake
 from mailflow_doctor.evidence.records import LogSpan
 from mailflow_doctor.evidence.registry import best_reader
@@ -92,7 +92,9 @@ def _record_time(record: object) -> datetime | None:
     return None
 
 
-def read_document(doc: Document, bundle: Bundle, options: ParseOptions) -> FileSummary:
+def read_document(
+    doc: Document, bundle: Bundle, options: ParseOptions, ctx: ReadContext
+) -> FileSummary:
     """Read one document into the bundle; never raises for bad content."""
     summary = FileSummary(doc.display, "unrecognised", size=doc.size)
     if doc.is_binary:
@@ -122,7 +124,7 @@ def read_document(doc: Document, bundle: Bundle, options: ParseOptions) -> FileS
     elif reader is not None:
         summary.kind = reader.kind
         try:
-            for record in reader.read(doc, bundle.issues):
+            for record in reader.read(doc, ctx):
                 bundle.add(record)
                 summary.records += 0 if isinstance(record, LogSpan) else 1
                 summary.note_time(_record_time(record))
@@ -142,13 +144,15 @@ def collect(
     options: ParseOptions | None = None,
     progress: Progress | None = None,
     extra: dict[str, Any] | None = None,
+    timezone: tzinfo | None = None,
 ) -> Bundle:
     """Read every path (files, folders, zips) into a bundle."""
     bundle = Bundle(endpoints=endpoints, options=dict(extra or {}))
     parse_options = options or ParseOptions()
+    ctx = ReadContext(issues=bundle.issues, timezone=timezone)
     with Intake(issues=bundle.issues) as intake:
         for doc in intake.documents(list(paths)):
-            summary = read_document(doc, bundle, parse_options)
+            summary = read_document(doc, bundle, parse_options, ctx)
             bundle.files.append(summary)
             if progress is not None:
                 progress(doc.display, doc.size)

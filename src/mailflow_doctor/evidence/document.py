@@ -12,6 +12,7 @@ import codecs
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from pathlib import Path
 
 HEAD_BYTES = 64 * 1024
@@ -69,6 +70,24 @@ class IssueLog:
         if hidden:
             shown.append(f"... and {hidden} more issues in this file")
         return shown
+
+
+@dataclass
+class ReadContext:
+    """What a reader is given besides the file: where to report issues, and time hints.
+
+    `timezone` is the user's `--timezone` for formats that log local time without an offset
+    (syslog, Windows firewall, culture-formatted exports); `None` means UTC, and readers then
+    say in `time_assumed` fields that they assumed it. `reference_utc` helps readers place
+    syslog timestamps that carry no year.
+    """
+
+    issues: IssueLog = field(default_factory=IssueLog)
+    timezone: tzinfo | None = None
+    reference_utc: datetime | None = None
+
+    def warn(self, doc: Document, line: int | None, message: str) -> None:
+        self.issues.add(doc.display, line, message)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar, Protocol, TypeVar
 
-from mailflow_doctor.evidence.document import Document, IssueLog
+from mailflow_doctor.evidence.document import Document, ReadContext
 
 
 class Reader(Protocol):
@@ -24,8 +24,8 @@ class Reader(Protocol):
         """0 when the file is not of this kind; up to 100 when certain."""
         ...
 
-    def read(self, doc: Document, issues: IssueLog) -> Iterator[object]:
-        """Yield typed records; report problems to `issues` with file and line; never raise."""
+    def read(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
+        """Yield typed records; report problems via `ctx.warn` with the line; never raise."""
         ...
 
 
