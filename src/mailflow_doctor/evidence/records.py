@@ -172,3 +172,82 @@ class RecordBatch:
     """Used by readers that want to hand over many small records at once (kept for speed)."""
 
     items: tuple[object, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    """One connector from a Get-*Connector export (Format-List, Export-Csv or ConvertTo-Json).
+
+    `kind` is "outbound" / "inbound" (Exchange Online) or "receive" / "send" (on-premises).
+    Lists keep the order the export showed; booleans are None when the export omitted them.
+    """
+
+    ref: SourceRef
+    kind: str
+    name: str
+    identity: str = ""
+    server: str = ""  # "EX01" for "EX01\\Default Frontend EX01"; "" in Exchange Online
+    enabled: bool | None = None
+    connector_type: str = ""  # OnPremises / Partner (EXO); Frontend / HubTransport (receive)
+    connector_source: str = ""  # HybridWizard / Default / AdminUI ...
+    smart_hosts: tuple[str, ...] = ()
+    use_mx_record: bool | None = None
+    tls_domain: str = ""
+    tls_settings: str = ""  # EncryptionOnly / CertificateValidation / DomainValidation
+    tls_auth_level: str = ""  # on-premises send connector
+    tls_certificate_name: str = ""  # "<I>issuer<S>subject"
+    tls_sender_certificate_name: str = ""  # EXO inbound connector
+    tls_domain_capabilities: tuple[str, ...] = ()
+    require_tls: bool | None = None
+    bindings: tuple[str, ...] = ()
+    remote_ip_ranges: tuple[str, ...] = ()
+    fqdn: str = ""
+    route_all_via_onprem: bool | None = None  # RouteAllMessagesViaOnPremises (CMT)
+    cloud_services_mail_enabled: bool | None = None
+    recipient_domains: tuple[str, ...] = ()
+    sender_domains: tuple[str, ...] = ()
+    sender_ip_addresses: tuple[str, ...] = ()
+    address_spaces: tuple[str, ...] = ()
+    source_transport_servers: tuple[str, ...] = ()
+    auth_mechanism: str = ""
+    permission_groups: str = ""
+    transport_role: str = ""
+    is_transport_rule_scoped: bool | None = None
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    """One certificate from Get-ExchangeCertificate."""
+
+    ref: SourceRef
+    thumbprint: str
+    subject: str = ""
+    issuer: str = ""
+    sans: tuple[str, ...] = ()  # CertificateDomains
+    not_before_utc: datetime | None = None
+    not_after_utc: datetime | None = None
+    services: tuple[str, ...] = ()  # "IMAP", "POP", "IIS", "SMTP" ...
+    has_private_key: bool | None = None
+    status: str = ""  # Valid / Revoked / Untrusted / DateInvalid ...
+    server: str = ""  # from PSComputerName / Identity, when the export shows it
+    is_self_signed: bool | None = None
+    friendly_name: str = ""
+    time_assumed: str = ""  # how a culture-formatted local time was read, when it was
+
+
+@dataclass(frozen=True)
+class HybridConfigInfo:
+    """Get-HybridConfiguration: what the Hybrid Configuration Wizard last configured."""
+
+    ref: SourceRef
+    name: str = ""
+    domains: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()  # FreeBusy, SecureMail, CentralizedTransport ...
+    receiving_transport_servers: tuple[str, ...] = ()
+    sending_transport_servers: tuple[str, ...] = ()
+    edge_transport_servers: tuple[str, ...] = ()
+    on_premises_smart_host: str = ""
+    tls_certificate_name: str = ""
+    external_ip_addresses: tuple[str, ...] = ()
+    service_instance: str = ""
