@@ -127,6 +127,9 @@ class SmtpSession:
     outcome: str = ""  # "delivered", "rejected", "tls_failed", "disconnected", "open", ...
     events: int = 0
     notes: tuple[str, ...] = ()
+    tls_domain_status: str = ""  # Status='...' of the TlsDomainCapabilities line: Success, ...
+    internal_message_ids: tuple[str, ...] = ()  # [InternalId=...] of accepted messages
+    disconnect_reason: str = ""  # context of the `-` event: Local, Remote(ConnectionReset) ...
 
 
 @dataclass(frozen=True)
@@ -251,3 +254,65 @@ class HybridConfigInfo:
     tls_certificate_name: str = ""
     external_ip_addresses: tuple[str, ...] = ()
     service_instance: str = ""
+
+
+@dataclass(frozen=True)
+class TrackingEvent:
+    """One message tracking event: a raw MSGTRK* log row or a Get-MessageTrackingLog object.
+
+    `source_context` of a RECEIVE/SMTP event is `<session-id>;<session start>;<n>`, the key
+    that joins it to the SMTP protocol log session; `internal_message_id` equals the
+    `[InternalId=...]` of the `250 2.6.0` reply in that session.
+    """
+
+    ref: SourceRef
+    time_utc: datetime | None
+    event_id: str  # RECEIVE, SEND, DELIVER, DEFER, FAIL, SENDEXTERNAL ... (upper case)
+    source: str = ""  # SMTP, STOREDRIVER, ROUTING, AGENT ...
+    message_id: str = ""
+    internal_message_id: str = ""
+    network_message_id: str = ""
+    sender: str = ""
+    recipients: tuple[str, ...] = ()
+    recipient_status: tuple[str, ...] = ()  # matches `recipients` by position (padded)
+    client_ip: str = ""
+    client_hostname: str = ""
+    server_ip: str = ""
+    server_hostname: str = ""
+    connector_id: str = ""
+    source_context: str = ""
+    message_subject: str = ""
+    related_recipient_address: str = ""
+    return_path: str = ""
+    total_bytes: int | None = None
+    directionality: str = ""
+    message_info: str = ""
+    original_client_ip: str = ""
+    original_server_ip: str = ""
+    reason: ParsedReason | None = None  # first recipient status that reads as a reason
+    time_assumed: str = ""  # how a culture-formatted local time was read, when it was
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One queue from Get-Queue (Format-List or Export-Csv) on an on-premises server."""
+
+    ref: SourceRef
+    identity: str
+    server: str = ""  # the part of Identity before the backslash
+    delivery_type: str = ""
+    status: str = ""  # Active, Connecting, Ready, Retry, Suspended
+    message_count: int | None = None
+    next_hop_domain: str = ""
+    next_hop_connector: str = ""
+    tls_domain: str = ""
+    last_error: str = ""
+    reason: ParsedReason | None = None
+    retry_count: int | None = None
+    last_retry_utc: datetime | None = None
+    next_retry_utc: datetime | None = None
+    first_retry_utc: datetime | None = None
+    deferred_message_count: int | None = None
+    time_assumed: str = ""
+    extra: tuple[tuple[str, str], ...] = ()
