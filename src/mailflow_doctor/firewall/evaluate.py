@@ -119,11 +119,21 @@ def _implicit_origin(policy: Policy, chain: Chain) -> Origin:
 
 
 class _Evaluator:
-    def __init__(self, policy: Policy, destination: str, port: int, protocol: str) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        destination: str,
+        port: int,
+        protocol: str,
+        original: tuple[str, int] | None = None,
+    ) -> None:
         self.policy = policy
         self.destination = destination
         self.port = port
         self.protocol = protocol
+        # The destination before NAT, for entry chains that run ahead of it (`Chain.pre_nat`).
+        self.post_nat = (destination, port)
+        self.pre_nat = original or (destination, port)
         self.skipped: list[tuple[Origin, str]] = []
         try:
             self.dst_version = ipaddress.ip_address(destination).version
@@ -201,7 +211,14 @@ class _Evaluator:
         return decisions, returned
 
     def run_entry(self, name: str, pending: IPSet) -> list[Decision]:
-        decisions, returned = self.run(name, pending, 0)
+        chain = self.policy.chains.get(name)
+        self.destination, self.port = (
+            self.pre_nat if chain is not None and chain.pre_nat else self.post_nat
+        )
+        try:
+            decisions, returned = self.run(name, pending, 0)
+        finally:
+            self.destination, self.port = self.post_nat
         if returned:
             # A RETURN in an entry chain applies the chain's policy.
             chain = self.policy.chains[name]
@@ -263,13 +280,22 @@ def evaluate(
     effective, effective_port, nat_origin = effective_destination(
         policy, destination, port, protocol
     )
-    evaluator = _Evaluator(policy, effective, effective_port, protocol)
+    entries = policy.entries
+    if nat_origin is not None:
+        for nat in policy.nat:
+            if nat.origin == nat_origin and nat.entries:
+                entries = nat.entries
+                break
+    evaluator = _Evaluator(policy, effective, effective_port, protocol, (destination, port))
     # Traffic of one family never matches rules of the other: keep only the family of the target.
     pending = pending.only(4 if evaluator.dst_version == 4 else 6)
     decisions: list[Decision] = []
-    for entry in policy.entries:
+    for entry in entries:
         if not pending:
             break
+        entry_chain = policy.chains.get(entry)
+        if entry_chain is not None and entry_chain.family not in (None, evaluator.dst_version):
+            continue
         if policy.combine == Combine.BLOCK_WINS:
             entry_decisions = evaluator.block_wins(entry, pending)
         else:

@@ -129,6 +129,11 @@ class Chain:
     default: Action = Action.DENY  # PERMIT/DENY/REJECT, or RETURN for user chains
     default_origin: Origin | None = None  # where the default is stated, if anywhere
     default_logged: bool = False  # does the device log traffic that falls off the end?
+    # Entry chains only: the address family the chain filters (iptables vs ip6tables, nftables
+    # `ip`/`ip6` tables; None: both), and whether it runs before destination NAT (iptables
+    # raw/mangle PREROUTING, nftables prerouting chains ahead of the dnat priority).
+    family: int | None = None
+    pre_nat: bool = False
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,9 @@ class DestinationNat:
     private_port: int | None = None  # translated port, if it changes
     protocol: str = ANY_PROTOCOL
     in_interfaces: frozenset[str] | None = None
+    # Entry chains for translated traffic (Linux: DNAT to another host is FORWARDed, not
+    # INPUT); empty means the policy's own entries.
+    entries: tuple[str, ...] = ()
 
     def translate(self, address: str, port: int, protocol: str) -> tuple[str, int] | None:
         """Return the inside (address, port) when this rule translates the given target."""
