@@ -39,6 +39,26 @@ class ParsedReason:
     certificate_thumbprint: str | None = None
     chain: tuple[ParsedReason, ...] = ()  # on-premises "A -> B" hops, outermost first
     fields: tuple[tuple[str, str], ...] = ()  # every key=value seen, in order
+    eop_time_utc: datetime | None = None  # the time in the EOP server bracket
+    eop_session_id: str | None = None  # the hex session id in the EOP server bracket
+    win32_error: int | None = None  # "Win32 error code: 995"
+    certificate_error: str | None = None  # SubjectMismatch, CertificateExpired, UntrustedRoot ...
+    expected_subject: str | None = None  # "Expected Subject: *.contoso.com"
+    presented_subject: str | None = None  # "Presented Subject: CN=ExchangeServer01"
+    inner: str | None = None  # the "(...)" that ends an NDR hop line
+    expired: bool = False  # "550 5.4.316 Message expired, ..." / QUEUE.Expired
+    reported_by: str | None = None  # NDR hop: "Server at <host>"
+    reported_by_ip: str | None = None  # NDR hop: "Server at <host> (<ip>)"
+    reported_utc: datetime | None = None  # NDR hop: the date that starts the line
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Every code in this reply and its chain, outermost first, without repeats."""
+        seen: dict[str, None] = {}
+        for item in (self, *self.chain):
+            if item.code:
+                seen.setdefault(item.code, None)
+        return tuple(seen)
 
     @property
     def code(self) -> str | None:
@@ -62,6 +82,7 @@ class TraceMessage:
     to_ip: str = ""
     size: int | None = None
     extra: tuple[tuple[str, str], ...] = ()
+    time_assumed: str = ""  # how the time was read when the file did not say (culture, zone)
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,8 @@ class TraceEvent:
     recipient: str = ""
     sender: str = ""
     subject: str = ""
+    time_assumed: str = ""  # how the time was read when the file did not say (culture, zone)
+    extra: tuple[tuple[str, str], ...] = ()  # further columns (EAC: source, server, ...)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,494 @@
+"""Deferral and failure reasons, as Exchange Online and on-premises Exchange write them, to facts.
+
+One parser for every place a reason shows up: the `Detail` of a message-trace Defer/Fail event
+(`Reason: [{LED=...};{MSG=...};{FQDN=...};{IP=...};{LRT=...}]. OutboundProxyTargetIP: ...`),
+the bracketed fields inside LED (`[Message=...] [LastAttemptedServerName=...]
+[LastAttemptedIP=ip:port] [SmtpSecurity=a;b] [<EOP server> <time> <session>]`), the lines of an
+NDR's diagnostic block (`<date> - Server at <host> (<ip>) returned '...'`), a queue's LastError
+(`451 4.4.397 ... -> 421 4.2.1 ... -> SocketConnectionRefused: Socket error code 10061`) and the
+quoted replies nested inside proxy errors. Pasted text is forgiven: line wraps, `<br>` tags and
+cut-off ends. `parse_reason` never raises; whatever it cannot read is still there in `raw`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from mailflow_doctor.evidence.culturetime import parse_culture_time
+from mailflow_doctor.evidence.records import ParsedReason
+
+MAX_REASON_CHARS = 16 * 1024  # reasons are a few hundred characters; more is pasted noise
+MAX_DEPTH = 3
+MAX_CHAIN = 12
+
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_WS = re.compile(r"\s+")
+_PREFIX = re.compile(
+    r"^(?:['\"`\s]+|(?:defer|fail|drop|deliver|receive|send|expand|submit|transfer|"
+    r"reason|lasterror|recipientstatus|detail)\s*:\s*)+",
+    re.IGNORECASE,
+)
+_DATE = r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s+\d{1,2}:\d{2}(?::\d{2})?(?:\s*[AaPp]\.?[Mm]\.?)?"
+_HOP = re.compile(
+    rf"(?:(?P<date>{_DATE})\s+-\s+)?(?<![\w.])(?:Remote\s+)?Server\s+at\s+(?P<host>[^\s()']+)"
+    r"(?:\s+\((?P<ip>[^()\s]*)\))?\s+returned\s+'?",
+)
+_CODE = re.compile(r"^(?P<smtp>[2-5]\d\d)(?:[ -](?P<enh>[2-5]\.\d{1,3}\.\d{1,3}))?(?![\w.])")
+_CODE_ANYWHERE = re.compile(
+    r"(?<![\w.])(?P<smtp>[2-5]\d\d)[ -](?P<enh>[2-5]\.\d{1,3}\.\d{1,3})(?![\w.])"
+)
+_BRACE_START = re.compile(r"(?:^|(?<=\[)|(?<=\};))\{(?P<key>[A-Za-z][A-Za-z0-9 _-]{0,40})=")
+_KEY_VALUE = re.compile(r"^\s*(?P<key>[A-Za-z][A-Za-z0-9 _-]{0,40}?)\s*=\s*(?P<value>.*)$", re.S)
+_EOP_SERVER = re.compile(
+    r"^\s*(?P<host>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
+    r"(?:\s+(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z?))?"
+    r"(?:\s+(?P<sid>[0-9A-Fa-f]{8,32}))?\s*$"
+)
+_PROXY_IP = re.compile(r"OutboundProxyTargetIP\s*:\s*(?P<v>[^\s]*)", re.IGNORECASE)
+_PROXY_HOST = re.compile(r"OutboundProxyTargetHostName\s*:\s*(?P<v>[^\s]*)", re.IGNORECASE)
+_SOCKET = re.compile(
+    r"(?:Socket\s+error\s+code|Winsock\s+error\s+code|socket\s+error)\s*:?\s*(?P<n>\d{1,6})\b",
+    re.IGNORECASE,
+)
+_WIN32 = re.compile(r"Win32\s+error\s+code\s*:?\s*(?P<n>\d{1,6})\b", re.IGNORECASE)
+_THUMB = re.compile(r"Thumbprint\s*:?\s*(?P<t>[0-9A-Fa-f]{16,128})\b")
+_CERT_ERROR = re.compile(
+    r"\b(?P<e>SubjectMismatch|CertificateExpired|UntrustedRoot|RevocationOffline|"
+    r"RevokedCertificate|PartialChain|ChainNotTrusted|UnknownExpectedTlsDomain|"
+    r"CertificateValidationFailed)\b"
+)
+_EXPECTED = re.compile(r"Expected\s+Subject\s*:\s*(?P<v>.*?)\.?\s+Presented\s+Subject", re.I)
+_PRESENTED = re.compile(
+    r"Presented\s+Subject\s*:\s*(?P<v>.*?)\.?(?:\s+Thumbprint|\s*\]|$)", re.IGNORECASE
+)
+_ENDPOINT = re.compile(r"last\s+endpoint\s+attempted\s+was\s+(?P<v>[^\s']+)", re.IGNORECASE)
+_QUOTED_REPLY = re.compile(
+    r"(?P<q>['\"])(?P<body>[2-5]\d\d[ -][2-5]\.\d{1,3}\.\d{1,3}(?![\w.]).*?)(?P=q)"
+    r"(?=$|[\s.,;:)\]}'\"])"
+)
+_EXPIRED = re.compile(r"\bMessage\s+expired\b|QUEUE\.Expired", re.IGNORECASE)
+
+# Facts that a nested hop may know when the outer line does not (the target, the socket error).
+_BACKFILL = (
+    "socket_error",
+    "win32_error",
+    "fqdn",
+    "ip",
+    "port",
+    "smtp_security",
+    "eop_server",
+    "eop_time_utc",
+    "eop_session_id",
+    "certificate_thumbprint",
+    "certificate_error",
+    "expected_subject",
+    "presented_subject",
+    "proxy_target_ip",
+    "proxy_target_host",
+)
+
+
+def parse_reason(text: str) -> ParsedReason:
+    """Read a deferral / failure reason into a `ParsedReason`. Never raises.
+
+    `raw` is always `text`; fields that could not be read are None. Further replies found in
+    the text (NDR hops after the first, ` -> ` chains, replies quoted inside a message) become
+    `chain`, outermost first, and facts only a nested reply states are copied up.
+    """
+    try:
+        return _parse_top(text)
+    except Exception:  # a reason we cannot read must never cost the record
+        return ParsedReason(raw=text if isinstance(text, str) else str(text))
+
+
+def split_endpoint(value: str) -> tuple[str | None, int | None]:
+    """`203.0.113.25:25` -> ("203.0.113.25", 25); `[2001:db8::1]:25` and bare IPs too.
+
+    Masked or invalid addresses (`72.x.x.x`, `xxx`) give (None, None).
+    """
+    value = value.strip().strip("'\"").rstrip(".,;")
+    if not value:
+        return None, None
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+        return _ip(host), _port(port)
+    ip = _ip(value)
+    if ip is not None:
+        return ip, None
+    host, sep, port_text = value.rpartition(":")
+    if sep:
+        ip = _ip(host.rstrip("."))
+        if ip is not None:
+            return ip, _port(port_text)
+    return None, None
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
+
+
+def _port(text: str) -> int | None:
+    if text.isdigit() and len(text) <= 5 and 0 < int(text) < 65536:
+        return int(text)
+    return None
+
+
+def _normalise(text: str) -> str:
+    text = text[:MAX_REASON_CHARS].replace("\x00", "")
+    text = _BR.sub(" ", text)
+    return _WS.sub(" ", text).strip()
+
+
+@dataclass
+class _Acc:
+    """Mutable collector for one reply while it is being read."""
+
+    values: dict[str, object] = field(default_factory=dict)
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    chain: list[ParsedReason] = field(default_factory=list)
+
+    def put(self, name: str, value: object) -> None:
+        if value is not None and value != "" and self.values.get(name) is None:
+            self.values[name] = value
+
+
+def _parse_top(text: str) -> ParsedReason:
+    normal = _normalise(text)
+    hops = list(_HOP.finditer(normal))
+    if not hops:
+        return _finish(text, normal, 0)
+    first = _hop_reason(text, normal, hops, 0)
+    extra: list[ParsedReason] = list(first.chain)
+    for index in range(1, len(hops)):
+        later = _hop_reason(None, normal, hops, index)
+        extra.append(replace(later, chain=()))
+        extra.extend(later.chain)
+    return _backfill(replace(first, chain=_dedupe(extra)))
+
+
+def _hop_reason(
+    raw: str | None, normal: str, hops: list[re.Match[str]], index: int
+) -> ParsedReason:
+    hop = hops[index]
+    end = hops[index + 1].start() if index + 1 < len(hops) else len(normal)
+    body = normal[hop.end() : end].strip()
+    if body.endswith("'"):
+        body = body[:-1].rstrip()
+    reason = _finish(raw if raw is not None else normal[hop.start() : end].strip(), body, 0)
+    when = parse_culture_time(hop["date"], None, UTC) if hop["date"] else None
+    reporter_ip, _ = split_endpoint(hop["ip"] or "")
+    return replace(
+        reason,
+        reported_by=hop["host"],
+        reported_by_ip=reporter_ip,
+        reported_utc=when,
+    )
+
+
+def _dedupe(items: list[ParsedReason]) -> tuple[ParsedReason, ...]:
+    seen: set[str] = set()
+    out: list[ParsedReason] = []
+    for item in items:
+        key = _normalise(item.raw)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(item)
+        if len(out) >= MAX_CHAIN:
+            break
+    return tuple(out)
+
+
+def _finish(raw: str, normal: str, depth: int) -> ParsedReason:
+    acc = _Acc()
+    _read(normal, acc, depth)
+    values = acc.values
+    reason = ParsedReason(
+        raw=raw,
+        smtp_code=_str(values.get("smtp_code")),
+        enhanced_code=_str(values.get("enhanced_code")),
+        text=_str(values.get("text")),
+        message=_str(values.get("message")),
+        socket_error=_int(values.get("socket_error")),
+        fqdn=_str(values.get("fqdn")),
+        ip=_str(values.get("ip")),
+        port=_int(values.get("port")),
+        last_retry_utc=_dt(values.get("last_retry_utc")),
+        smtp_security=_str(values.get("smtp_security")),
+        eop_server=_str(values.get("eop_server")),
+        proxy_target_ip=_str(values.get("proxy_target_ip")),
+        proxy_target_host=_str(values.get("proxy_target_host")),
+        certificate_thumbprint=_str(values.get("certificate_thumbprint")),
+        chain=_dedupe(acc.chain),
+        fields=tuple(acc.fields),
+        eop_time_utc=_dt(values.get("eop_time_utc")),
+        eop_session_id=_str(values.get("eop_session_id")),
+        win32_error=_int(values.get("win32_error")),
+        certificate_error=_str(values.get("certificate_error")),
+        expected_subject=_str(values.get("expected_subject")),
+        presented_subject=_str(values.get("presented_subject")),
+        inner=_str(values.get("inner")),
+        expired=bool(values.get("expired")),
+    )
+    return _backfill(reason) if depth == 0 else reason
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _dt(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+def _backfill(reason: ParsedReason) -> ParsedReason:
+    updates: dict[str, object] = {}
+    for name in _BACKFILL:
+        if getattr(reason, name) is not None:
+            continue
+        for hop in reason.chain:
+            value = getattr(hop, name)
+            if value is not None:
+                updates[name] = value
+                break
+    return replace(reason, **updates) if updates else reason  # type: ignore[arg-type]
+
+
+def _read(text: str, acc: _Acc, depth: int) -> None:
+    """Fill `acc` from one reply's normalised text."""
+    body = _PREFIX.sub("", text)
+    core = body
+    braces = _brace_groups(body)
+    if braces is not None:
+        groups, _tail = braces
+        core = ""
+        for key, value in groups:
+            acc.fields.append((key, value))
+            _apply_brace(_key(key), value.strip(), acc)
+            if _key(key) == "led":
+                core = value.strip()
+    _read_core(core, acc, depth)
+    # Text anywhere in the reason (inside or after the braces) may hold these.
+    whole = body
+    for pattern, name in ((_PROXY_IP, "OutboundProxyTargetIP"), (_PROXY_HOST, None)):
+        match = pattern.search(whole)
+        if not match:
+            continue
+        value = match["v"].rstrip(".,;")
+        if name:
+            acc.fields.append(("OutboundProxyTargetIP", value))
+            ip, _ = split_endpoint(value)
+            acc.put("proxy_target_ip", ip)
+        else:
+            acc.fields.append(("OutboundProxyTargetHostName", value))
+            if _looks_like_host(value):
+                acc.put("proxy_target_host", value)
+    _read_facts(whole, acc)
+    acc.put("ip", acc.values.get("proxy_target_ip"))
+    host = acc.values.get("proxy_target_host")
+    if host is not None:
+        acc.put("fqdn", host)
+
+
+def _looks_like_host(value: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?", value)) and value != ""
+
+
+def _key(key: str) -> str:
+    return re.sub(r"[\s_-]", "", key).lower()
+
+
+def _brace_groups(body: str) -> tuple[list[tuple[str, str]], str] | None:
+    """`[{K=v};{K=v}]tail` -> ([(K, v), ...], tail); None when the text has no such groups."""
+    starts = list(_BRACE_START.finditer(body))
+    if not starts or starts[0].start() > 2:
+        return None
+    groups: list[tuple[str, str]] = []
+    tail = ""
+    for index, match in enumerate(starts):
+        value_start = match.end()
+        if index + 1 < len(starts):
+            # The next group starts after "};" - the value ends before that "}".
+            value_end = starts[index + 1].start() - 2
+            value = body[value_start : max(value_start, value_end)]
+        else:
+            rest = body[value_start:]
+            close = rest.rfind("}]")
+            if close >= 0:
+                value, tail = rest[:close], rest[close + 2 :]
+            elif rest.endswith("}"):
+                value = rest[:-1]
+            else:
+                value = rest  # cut off: keep what there is
+        groups.append((match["key"], value))
+    return groups, tail
+
+
+def _apply_brace(key: str, value: str, acc: _Acc) -> None:
+    if key == "msg":
+        if value:
+            acc.values.setdefault("_msg", value)
+    elif key in ("fqdn", "lastattemptedservername"):
+        if _looks_like_host(value):
+            acc.put("fqdn", value.rstrip("."))
+    elif key in ("ip", "lastattemptedip"):
+        ip, port = split_endpoint(value)
+        acc.put("ip", ip)
+        acc.put("port", port)
+    elif key == "lrt":
+        acc.put("last_retry_utc", parse_culture_time(value, None, UTC))
+
+
+def _read_core(core: str, acc: _Acc, depth: int) -> None:
+    """The `<code> <enhanced> <text> [Key=value] ... [<server>](<inner>)` part of a reply."""
+    parts = [part.strip() for part in core.split(" -> ")]
+    core = parts[0]
+    if depth < MAX_DEPTH:
+        for part in parts[1:]:
+            if part:
+                _add_chain(part, acc, depth)
+    match = _CODE.match(core)
+    rest = core
+    if match:
+        acc.put("smtp_code", match["smtp"])
+        acc.put("enhanced_code", match["enh"])
+        rest = core[match.end() :].lstrip(" -")
+    else:
+        anywhere = _CODE_ANYWHERE.search(core)
+        if anywhere:
+            acc.put("smtp_code", anywhere["smtp"])
+            acc.put("enhanced_code", anywhere["enh"])
+    rest, inner = _trailing_parens(rest)
+    if inner:
+        acc.put("inner", inner)
+        if depth < MAX_DEPTH and _CODE.match(inner):
+            _add_chain(inner, acc, depth)
+    text, brackets = _bracket_groups(rest)
+    acc.put("text", text.strip().rstrip() or None)
+    if _EXPIRED.search(core):
+        acc.values["expired"] = True
+    for content in brackets:
+        kv = _KEY_VALUE.match(content)
+        if kv:
+            key, value = kv["key"].strip(), kv["value"].strip()
+            acc.fields.append((key, value))
+            _apply_bracket(_key(key), value, acc, depth)
+            continue
+        server = _EOP_SERVER.match(content)
+        if server:
+            acc.put("eop_server", server["host"])
+            acc.put("eop_session_id", server["sid"].upper() if server["sid"] else None)
+            if server["ts"]:
+                acc.put("eop_time_utc", parse_culture_time(server["ts"], None, UTC))
+    message = acc.values.pop("_msg", None)
+    if isinstance(message, str):
+        acc.put("message", message)
+    if depth < MAX_DEPTH:
+        for quoted in _QUOTED_REPLY.finditer(core):
+            _add_chain(quoted["body"], acc, depth)
+
+
+def _apply_bracket(key: str, value: str, acc: _Acc, depth: int) -> None:
+    if key == "message":
+        acc.put("message", value)
+        if depth < MAX_DEPTH and _CODE.match(value):
+            _add_chain(value, acc, depth)
+    elif key == "lastattemptedservername":
+        if _looks_like_host(value):
+            acc.put("fqdn", value.rstrip("."))
+    elif key in ("lastattemptedip", "ip"):
+        ip, port = split_endpoint(value)
+        acc.put("ip", ip)
+        acc.put("port", port)
+    elif key == "smtpsecurity":
+        acc.put("smtp_security", value)
+
+
+def _add_chain(text: str, acc: _Acc, depth: int) -> None:
+    if len(acc.chain) >= MAX_CHAIN:
+        return
+    nested = _finish(text, text, depth + 1)
+    acc.chain.append(replace(nested, chain=()))
+    acc.chain.extend(nested.chain)
+
+
+def _trailing_parens(text: str) -> tuple[str, str | None]:
+    """`abc(inner)` -> ("abc", "inner") when the text ends with a balanced parenthesis."""
+    stripped = text.rstrip()
+    if not stripped.endswith(")"):
+        return text, None
+    depth = 0
+    for index in range(len(stripped) - 1, -1, -1):
+        char = stripped[index]
+        if char == ")":
+            depth += 1
+        elif char == "(":
+            depth -= 1
+            if depth == 0:
+                if index == 0:
+                    return text, None
+                return stripped[:index], stripped[index + 1 : -1].strip()
+    return text, None
+
+
+def _bracket_groups(text: str) -> tuple[str, list[str]]:
+    """Split `lead [a] [b=c]` into ("lead", ["a", "b=c"]); a cut-off last group is kept."""
+    lead_end = None
+    groups: list[str] = []
+    depth = 0
+    start = 0
+    for index, char in enumerate(text):
+        if char == "[":
+            if depth == 0:
+                if lead_end is None:
+                    lead_end = index
+                start = index + 1
+            depth += 1
+        elif char == "]" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                groups.append(text[start:index])
+    if depth > 0:
+        groups.append(text[start:])
+    lead = text if lead_end is None else text[:lead_end]
+    return lead, groups
+
+
+def _read_facts(text: str, acc: _Acc) -> None:
+    """Facts recognised by their words wherever they stand."""
+    socket = _SOCKET.search(text)
+    if socket:
+        acc.put("socket_error", int(socket["n"]))
+    win32 = _WIN32.search(text)
+    if win32:
+        acc.put("win32_error", int(win32["n"]))
+    thumb = _THUMB.search(text)
+    if thumb:
+        acc.put("certificate_thumbprint", thumb["t"].upper())
+    cert = _CERT_ERROR.search(text)
+    if cert:
+        acc.put("certificate_error", cert["e"])
+    expected = _EXPECTED.search(text)
+    if expected:
+        acc.put("expected_subject", expected["v"].replace("\\*", "*").strip())
+    presented = _PRESENTED.search(text)
+    if presented:
+        acc.put("presented_subject", presented["v"].strip())
+    endpoint = _ENDPOINT.search(text)
+    if endpoint:
+        ip, port = split_endpoint(endpoint["v"])
+        acc.put("ip", ip)
+        acc.put("port", port)
+    if _EXPIRED.search(text):
+        acc.values["expired"] = True
