@@ -1,0 +1,34 @@
+"""The probe layer's own conclusions, kept plain so that the layer needs nothing above it.
+
+The diagnose layer turns each `ProbeProblem` into a `Finding` with the same id, severity and
+words; keeping this type free of `diagnose` imports lets the probe run on its own
+(`mailflow-doctor probe`) and inside a diagnosis (`diagnose --probe`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CRITICAL = "critical"
+ERROR = "error"
+WARNING = "warning"
+INFO = "info"
+
+
+@dataclass(frozen=True)
+class ProbeProblem:
+    """One failure seen by a live probe, with where it was seen (`data.host`, `data.address`)."""
+
+    id: str
+    severity: str
+    title: str
+    summary: str
+    data: dict[str, Any] = field(default_factory=dict)
+    remediation: tuple[str, ...] = ()
+    confidence: float = 0.9
+    exo_code: str = ""  # what Exchange Online would report for this failure, when known
+
+    @property
+    def fails(self) -> bool:
+        return self.severity in (CRITICAL, ERROR)
