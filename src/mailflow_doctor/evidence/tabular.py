@@ -1,0 +1,311 @@
+"""CSV intake for PowerShell and EAC exports, as admins actually hand them over.
+
+`Export-Csv` quotes every field and, in Windows PowerShell 5.1 without `-NoTypeInformation`,
+starts with a `#TYPE ...` line; `-UseCulture` and Excel re-saves in European locales use `;`;
+some tools write tabs; Excel may add a `sep=;` line. Fields may hold delimiters and line breaks
+inside quotes. This module finds the delimiter from the header, matches column names however
+they are cased or spaced (`RecipientAddress`, `recipient_address`, `Recipient Address`), and
+streams rows with the line each starts on, so a record can point at its evidence even after a
+multi-line field. A quote that is never closed costs one warning and one row, not the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from mailflow_doctor.evidence.document import Document, Line, ReadContext
+
+DELIMITERS = (",", ";", "\t")
+MAX_FIELD_CHARS = 64 * 1024
+MAX_ROW_LINES = 200
+MAX_ROW_CHARS = 1024 * 1024
+EXCERPT_CHARS = 300
+MAX_LEAD_LINES = 20  # blank, #TYPE and sep= lines allowed before the header
+
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+_SEP_LINE = re.compile(r"^\s*\"?sep=(?P<d>.)\"?\s*$", re.IGNORECASE)
+
+
+def normalise_name(name: str) -> str:
+    """Column key: letters and digits, lower case (`Recipient_Address` -> `recipientaddress`)."""
+    return _NOT_ALNUM.sub("", clean_name(name).lower())
+
+
+def clean_name(name: str) -> str:
+    """A header name as shown to people: without BOM, NULs, stray quotes or padding."""
+    return name.replace("\ufeff", "").replace("\x00", "").strip().strip('"').strip()
+
+
+@dataclass(frozen=True)
+class Header:
+    """The column names of a table, with case- and space-insensitive lookup."""
+
+    names: tuple[str, ...]
+    keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _positions: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = tuple(normalise_name(name) for name in self.names)
+        positions: dict[str, int] = {}
+        for position, key in enumerate(keys):
+            positions.setdefault(key, position)  # a repeated name: the first one counts
+        object.__setattr__(self, "keys", keys)
+        object.__setattr__(self, "_positions", positions)
+
+    def index(self, *aliases: str) -> int | None:
+        """Position of the first alias present (aliases are matched normalised)."""
+        for alias in aliases:
+            position = self._positions.get(alias)
+            if position is None:
+                position = self._positions.get(normalise_name(alias))
+            if position is not None:
+                return position
+        return None
+
+    def has(self, *names: str) -> bool:
+        """True when every name is a column."""
+        return all(self.index(name) is not None for name in names)
+
+    def __hash__(self) -> int:
+        return hash(self.names)
+
+
+@dataclass(frozen=True)
+class TableShape:
+    """What the first lines say about a table: delimiter, header and where it stands."""
+
+    delimiter: str
+    header: Header
+    header_line: int  # 1-based physical line of the header
+    type_line: str = ""  # the `#TYPE ...` line of Export-Csv, when present
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One data row: its values, the 1-based line it starts on, and a short excerpt."""
+
+    line: int
+    values: tuple[str, ...]
+    header: Header
+    excerpt: str
+    lines: int = 1  # physical lines the row spans
+
+    def get(self, *aliases: str) -> str:
+        """The stripped value of the first alias that is a column, else ""."""
+        index = self.header.index(*aliases)
+        if index is None or index >= len(self.values):
+            return ""
+        return self.values[index].strip()
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(zip(self.header.names, self.values, strict=False))
+
+
+def _count_outside_quotes(line: str, char: str) -> int:
+    count = 0
+    quoted = False
+    for current in line:
+        if current == '"':
+            quoted = not quoted
+        elif current == char and not quoted:
+            count += 1
+    return count
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The delimiter that splits the header line most often; `,` when none does."""
+    best, best_count = ",", 0
+    for candidate in DELIMITERS:
+        count = _count_outside_quotes(header_line, candidate)
+        if count > best_count:
+            best, best_count = candidate, count
+    return best
+
+
+def sniff_table(lines: Sequence[str]) -> TableShape | None:
+    """Read the shape of a table from its first lines (e.g. `doc.head_lines()`); None if empty."""
+    type_line = ""
+    forced: str | None = None
+    for number, raw in enumerate(lines, 1):
+        text = raw.replace("\x00", "")
+        if number == 1:
+            text = text.lstrip("\ufeff")
+        if not text.strip():
+            continue
+        if text.startswith("#TYPE"):
+            type_line = text.strip()
+            continue
+        sep = _SEP_LINE.match(text)
+        if sep and forced is None:
+            forced = sep["d"]
+            continue
+        delimiter = forced or sniff_delimiter(text)
+        try:
+            names = next(csv.reader([text], delimiter=delimiter))
+        except (csv.Error, StopIteration):
+            return None
+        cleaned = tuple(clean_name(name) for name in names)
+        if not any(cleaned):
+            return None
+        return TableShape(delimiter, Header(cleaned), number, type_line)
+    return None
+
+
+class _RowTooLong(Exception):
+    """Raised from inside the line feed when one row swallows too many lines."""
+
+
+class _Feed:
+    """Feeds lines to csv.reader and remembers which lines the current row consumed."""
+
+    def __init__(self, lines: Iterator[Line], doc: Document, ctx: ReadContext) -> None:
+        self._source = lines
+        self._replay: deque[Line] = deque()
+        self.doc = doc
+        self.ctx = ctx
+        self.consumed: list[Line] = []
+        self.chars = 0
+        self.warned_nul = False
+        self.last_warned = 0
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        line = self._replay.popleft() if self._replay else next(self._source)
+        self.consumed.append(line)
+        self.chars += len(line.text)
+        if len(self.consumed) > MAX_ROW_LINES or self.chars > MAX_ROW_CHARS:
+            raise _RowTooLong
+        text = line.text
+        if line.truncated and line.number > self.last_warned:
+            self.last_warned = line.number
+            self.ctx.warn(
+                self.doc, line.number, f"line is longer than {len(text)} characters; cut there"
+            )
+        if "\x00" in text:
+            text = text.replace("\x00", "")
+            if not self.warned_nul:
+                self.warned_nul = True
+                self.ctx.warn(
+                    self.doc,
+                    line.number,
+                    "NUL characters removed (the file may be UTF-16 saved with the wrong encoding)",
+                )
+        return text + "\n"
+
+    def start_row(self) -> None:
+        self.consumed = []
+        self.chars = 0
+
+    def replay_after_first(self) -> Line | None:
+        """Give back all but the first consumed line; return the first (to skip it)."""
+        if not self.consumed:
+            return None
+        first, rest = self.consumed[0], self.consumed[1:]
+        self._replay.extendleft(reversed(rest))
+        self.consumed = []
+        self.chars = 0
+        return first
+
+
+def _single_line(line: Line, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line.text.replace("\x00", "")], delimiter=delimiter), [])
+    except csv.Error:
+        return [line.text]
+
+
+def _raise_field_limit() -> None:
+    # The csv module's limit is process-wide; raise it (never lower it) so that a long but
+    # legitimate field (an EAC message_info) is read, and let our own bounds cut it.
+    if csv.field_size_limit() < MAX_ROW_CHARS:
+        csv.field_size_limit(MAX_ROW_CHARS)
+
+
+def read_rows(
+    doc: Document, ctx: ReadContext, max_field: int = MAX_FIELD_CHARS
+) -> Iterator[TableRow]:
+    """Stream the data rows of `doc` after its header. Never raises for bad content.
+
+    Problems (rows with the wrong number of fields, unclosed quotes, overlong fields) are
+    reported with their line through `ctx.warn`, and reading goes on with the next row.
+    """
+    _raise_field_limit()
+    source = doc.lines()
+    seen: list[str] = []
+    shape: TableShape | None = None
+    for line in source:
+        seen.append(line.text)
+        shape = sniff_table(seen)
+        if shape is not None or len(seen) >= MAX_LEAD_LINES:
+            break
+    if shape is None:
+        ctx.warn(doc, None, "no header line found; not read as a table")
+        return
+    header = shape.header
+    width = len(header.names)
+    feed = _Feed(source, doc, ctx)
+    reader = csv.reader(feed, delimiter=shape.delimiter)
+    while True:
+        feed.start_row()
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except _RowTooLong:
+            first = feed.replay_after_first()
+            if first is None:
+                return
+            ctx.warn(
+                doc,
+                first.number,
+                f"a quoted field starting on this line is not closed within {MAX_ROW_LINES} "
+                "lines; the row is skipped and reading goes on with the next line",
+            )
+            reader = csv.reader(feed, delimiter=shape.delimiter)
+            continue
+        except csv.Error as exc:
+            number = feed.consumed[0].number if feed.consumed else None
+            ctx.warn(doc, number, f"row could not be read as CSV ({exc}); skipped")
+            reader = csv.reader(feed, delimiter=shape.delimiter)
+            continue
+        consumed = feed.consumed
+        if not consumed:
+            continue
+        start = consumed[0].number
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue
+        if len(consumed) > 1 and len(values) < width:
+            # A stray quote swallowed the lines below it: read them again as their own rows.
+            first = feed.replay_after_first()
+            ctx.warn(
+                doc,
+                start,
+                f"unbalanced quote: the row runs over {len(consumed)} lines and still has "
+                f"{len(values)} of {width} fields; the lines below are read again on their own",
+            )
+            reader = csv.reader(feed, delimiter=shape.delimiter)
+            values = _single_line(first, shape.delimiter) if first is not None else []
+            consumed = consumed[:1]
+        if len(values) != width:
+            ctx.warn(
+                doc,
+                start,
+                f"row has {len(values)} fields, the header has {width}; "
+                + ("missing ones read as empty" if len(values) < width else "extra ones ignored"),
+            )
+        cut = False
+        for value in values:
+            if len(value) > max_field:
+                cut = True
+                break
+        if cut:
+            values = [value[:max_field] for value in values]
+            ctx.warn(doc, start, f"a field longer than {max_field} characters was cut")
+        excerpt = consumed[0].text.replace("\x00", "")[:EXCERPT_CHARS]
+        yield TableRow(start, tuple(values), header, excerpt, len(consumed))
