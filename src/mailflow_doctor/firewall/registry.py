@@ -43,6 +43,7 @@ class Remediation:
     explanation: str
     patched_text: str | None = None  # the config with the lines applied, re-parsed to verify
     warnings: tuple[str, ...] = field(default=())
+    cleanup: tuple[str, ...] = field(default=())  # optional: remove stale (no longer EOP) objects
 
 
 class FirewallParser(Protocol):
