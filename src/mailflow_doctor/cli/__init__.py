@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from mailflow_doctor.cli import diagnose as _diagnose  # noqa: F401
 from mailflow_doctor.cli import endpoints as _endpoints  # noqa: F401  (registers commands)
 from mailflow_doctor.cli import firewall as _firewall  # noqa: F401
 from mailflow_doctor.cli.app import app

@@ -1,0 +1,267 @@
+"""What the message trace says: which deliveries were deferred, with which code, to where.
+
+This check runs first and leaves the deferral window, the codes and the targets in
+`ctx.facts` (see diagnose/facts.py) for every later check. From the trace alone it can already
+tell apart three shapes of the same symptom (error-codes.md section 8):
+
+- some deliveries to one target succeed while others are refused (4.4.316): EOP sends from many
+  addresses, so an allow-list missing some of them fails only part of the time;
+- every delivery to the target is refused: nothing listens, NAT is wrong, or all of EOP is
+  blocked;
+- attempts time out (4.4.315): a silent drop, a wrong address, or a host that is down.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mailflow_doctor.diagnose.bundle import ref_list
+from mailflow_doctor.diagnose.checks import Context, check
+from mailflow_doctor.diagnose.facts import describe_codes, normalise_code, support, utc_iso
+from mailflow_doctor.diagnose.model import Finding, Severity
+from mailflow_doctor.evidence.records import TraceEvent, TraceMessage
+
+DEFERRAL_EVENTS = frozenset({"defer", "fail", "deferred", "failed"})
+DELIVERY_EVENTS = frozenset({"send external", "deliver", "send", "sendexternal", "delivered"})
+_SENT_AT = re.compile(r"\bsent to (?P<host>[^\s,]+)(?: at (?P<ip>[0-9A-Fa-f:.]+))?", re.I)
+REFUSED = "4.4.316"
+TIMEOUT = "4.4.315"
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def is_deferral(event: TraceEvent) -> bool:
+    name = event.event.strip().lower()
+    if name in DEFERRAL_EVENTS:
+        return True
+    code = event.reason.code if event.reason else None
+    return bool(
+        code and code[:2] in ("4.", "5.") and name not in DELIVERY_EVENTS and code[2] != "1"
+    )
+
+
+@dataclass
+class TargetTally:
+    delivered: int = 0
+    refused: int = 0
+    timeout: int = 0
+    other: int = 0
+    refused_refs: list[TraceEvent] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "delivered": self.delivered,
+            "refused": self.refused,
+            "timeout": self.timeout,
+            "other": self.other,
+        }
+
+
+def _target_of(event: TraceEvent) -> str:
+    reason = event.reason
+    if reason is None:
+        return ""
+    return reason.ip or reason.proxy_target_ip or reason.fqdn or reason.proxy_target_host or ""
+
+
+def _delivery_target(event: TraceEvent) -> str:
+    match = _SENT_AT.search(event.detail or "")
+    if not match:
+        return ""
+    return match.group("ip") or match.group("host") or ""
+
+
+@check("trace.deferrals", order=10)
+def trace_deferrals(ctx: Context) -> Iterator[Finding]:
+    events = ctx.bundle.of(TraceEvent)
+    messages = ctx.bundle.of(TraceMessage)
+    deferrals = [e for e in events if is_deferral(e)]
+    by_code: Counter[str] = Counter()
+    targets: dict[str, None] = {}
+    tallies: dict[str, TargetTally] = {}
+    times: list[datetime] = []
+    for event in deferrals:
+        code = normalise_code(event.reason.code if event.reason else None) or "unknown"
+        by_code[code] += 1
+        reason = event.reason
+        if reason is not None:
+            for value in (reason.fqdn, reason.ip, reason.proxy_target_host, reason.proxy_target_ip):
+                if value:
+                    targets[value] = None
+        if event.time_utc is not None:
+            times.append(event.time_utc)
+        tally = tallies.setdefault(_target_of(event), TargetTally())
+        if code == REFUSED:
+            tally.refused += 1
+            tally.refused_refs.append(event)
+        elif code == TIMEOUT:
+            tally.timeout += 1
+        else:
+            tally.other += 1
+    # Deliveries: from detail events when present, else from the summary's ToIP.
+    delivered_ids: set[str] = set()
+    for event in events:
+        if event.event.strip().lower() in DELIVERY_EVENTS:
+            target = _delivery_target(event)
+            if target:
+                tallies.setdefault(target, TargetTally()).delivered += 1
+                delivered_ids.add(event.message_id or event.trace_id)
+    for message in messages:
+        key = message.message_id or message.trace_id
+        if message.status.lower() == "delivered" and message.to_ip and key not in delivered_ids:
+            tallies.setdefault(message.to_ip, TargetTally()).delivered += 1
+    pending = [m for m in messages if m.status.lower() in ("pending", "failed", "deferred")]
+
+    ctx.facts["smtp_targets"] = list(targets)
+    ctx.facts["target_ips"] = [t for t in targets if is_ip(t)]
+    ctx.facts["deferral_codes"] = by_code
+    ctx.facts["per_target"] = {k: v.to_json() for k, v in tallies.items() if k}
+    if times:
+        ctx.facts["deferral_window"] = (min(times), max(times))
+    if not deferrals and not pending:
+        return
+    first, last = (min(times), max(times)) if times else (None, None)
+    deferred_messages = {e.message_id or e.trace_id for e in deferrals} - {""}
+    if deferrals:
+        codes_text = describe_codes(code for code, _ in by_code.most_common())
+        for_messages = f" for {len(deferred_messages)} messages" if deferred_messages else ""
+        to_targets = ", to " + ", ".join(list(targets)[:4]) if targets else ""
+        summary = (
+            f"Exchange Online deferred {len(deferrals)} delivery attempts{for_messages}"
+            f" between {utc_iso(first)} and {utc_iso(last)}: {codes_text}{to_targets}."
+        )
+    else:
+        summary = (
+            f"The message trace lists {len(pending)} messages as Pending or Failed, but no "
+            "deferral detail; export Get-MessageTraceDetail for them to see the reason."
+        )
+    yield Finding(
+        id="trace.deferrals",
+        severity=Severity.WARNING,
+        title=f"{len(deferrals) or len(pending)} deferred deliveries in the message trace",
+        summary=summary,
+        confidence=1.0,
+        data={
+            "by_code": dict(by_code.most_common()),
+            "targets": list(targets),
+            "first_utc": utc_iso(first),
+            "last_utc": utc_iso(last),
+            "messages_deferred": len(deferred_messages),
+            "messages_pending": len(pending),
+            "per_target": {k: v.to_json() for k, v in tallies.items() if k},
+        },
+        evidence=ref_list(deferrals or pending, limit=3),
+        can_be_root_cause=False,
+    )
+    yield from _shape_findings(ctx, tallies, by_code)
+
+
+def _shape_findings(
+    ctx: Context, tallies: dict[str, TargetTally], by_code: Counter[str]
+) -> Iterator[Finding]:
+    """Partial refusal, total refusal and timeouts, judged per target."""
+    any_delivered = any(t.delivered for t in tallies.values())
+    named = {k: t for k, t in tallies.items() if k}
+    for target, tally in named.items():
+        refs = ref_list(tally.refused_refs, limit=3)
+        if tally.refused and tally.delivered:
+            share = tally.refused / (tally.refused + tally.delivered)
+            text = (
+                f"{tally.delivered} deliveries to {target} succeeded while {tally.refused} "
+                f"attempts to the same address were refused (4.4.316)"
+            )
+            for confirmed in ("firewall.eop_ranges_blocked", "firewall.drops_from_eop"):
+                support(ctx.facts, confirmed, text + ".", refs, 0.04)
+            yield Finding(
+                id="firewall.partial_allow_list_suspected",
+                severity=Severity.ERROR,
+                title=f"Only some Exchange Online deliveries to {target} are refused",
+                summary=(
+                    f"{text}. Exchange Online delivers from many addresses, so a firewall or "
+                    "allow-list that lacks some published EOP ranges refuses only the attempts "
+                    "made from those ranges. Give the firewall configuration to confirm which "
+                    "ranges are missing."
+                ),
+                confidence=0.6 if share < 0.95 else 0.5,
+                data={
+                    "target": target,
+                    "delivered": tally.delivered,
+                    "refused": tally.refused,
+                },
+                evidence=refs,
+                remediation=(
+                    f"Compare the TCP 25 allow-list in front of {target} with the published "
+                    "Exchange Online Protection ranges (`mailflow-doctor endpoints show`).",
+                    "Then run: mailflow-doctor firewall check <your firewall config> "
+                    f"--to {target}",
+                ),
+                explains=(REFUSED,),
+            )
+        elif tally.refused and not any_delivered:
+            yield Finding(
+                id="smtp.nothing_listening",
+                severity=Severity.ERROR,
+                title=f"Every delivery attempt to {target} was refused",
+                summary=(
+                    f"All {tally.refused} attempts Exchange Online made to {target} were refused "
+                    "(4.4.316, socket error 10061) and none succeeded. Something answers with a "
+                    "reset for every source: no service listening on TCP 25, a wrong NAT or "
+                    "port forward, or a firewall that refuses all of Exchange Online."
+                ),
+                confidence=0.65,
+                data={"target": target, "refused": tally.refused},
+                evidence=refs,
+                remediation=(
+                    f"From outside your network, test TCP 25 on {target}; on the Exchange "
+                    "server check the MSExchangeFrontEndTransport service and that the receive "
+                    "connector listens on port 25 (netstat -ano | findstr :25).",
+                    "Check the NAT / port forward from the public address to the Exchange "
+                    "server and the firewall rule that permits Exchange Online on TCP 25.",
+                ),
+                explains=(REFUSED,),
+            )
+        if tally.timeout:
+            partial = tally.delivered > 0
+            yield Finding(
+                id="smtp.connection_timeout",
+                severity=Severity.ERROR,
+                title=f"Delivery attempts to {target} time out",
+                summary=(
+                    f"{tally.timeout} attempts to {target} timed out (4.4.315, no answer to the "
+                    "connection request)"
+                    + (
+                        f" while {tally.delivered} deliveries succeeded: a firewall silently "
+                        "dropping some Exchange Online ranges fits this pattern."
+                        if partial
+                        else ": a silent drop, a wrong public address or a host that is down."
+                    )
+                ),
+                confidence=0.6 if partial else 0.65,
+                data={"target": target, "timeouts": tally.timeout, "delivered": tally.delivered},
+                evidence=ref_list(
+                    [
+                        e
+                        for e in ctx.bundle.of(TraceEvent)
+                        if e.reason and normalise_code(e.reason.code) == TIMEOUT
+                    ],
+                    limit=3,
+                ),
+                remediation=(
+                    f"Check that {target} is the current public address of the hybrid "
+                    "endpoint, that the server is up, and that the firewall permits all "
+                    "Exchange Online Protection ranges on TCP 25 (a DROP rule gives timeouts).",
+                ),
+                explains=(TIMEOUT,),
+            )
+    del by_code

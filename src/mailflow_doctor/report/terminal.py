@@ -1,0 +1,137 @@
+"""The terminal report: the verdict first, then each finding with its proof and fix.
+
+Read at 2 a.m. in an 80-column window: the root cause sits in a panel at the top, remediation
+lines are printed bare (no borders, no wrapping marks) so they can be copied, and every piece
+of text that came from the evidence is escaped so that a subject line holding `[red]` cannot
+restyle or fake the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from mailflow_doctor.diagnose.engine import Diagnosis
+from mailflow_doctor.diagnose.facts import utc_iso
+from mailflow_doctor.diagnose.model import Finding, Severity
+
+STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.ERROR: "red",
+    Severity.WARNING: "yellow",
+    Severity.INFO: "cyan",
+}
+MAX_EVIDENCE = 6
+
+
+def _t(text: object) -> str:
+    """Escape evidence text for rich markup."""
+    return escape(str(text))
+
+
+def verdict_panel(diagnosis: Diagnosis) -> Panel:
+    root = diagnosis.root
+    if root is None:
+        body = Text.assemble(
+            ("No single root cause is proven by this evidence.\n", "bold"),
+            (
+                "See the findings below; add the firewall configuration, its deny log, the "
+                "message trace detail or the SMTP receive logs to narrow it down."
+                if diagnosis.findings
+                else "Nothing wrong was found in the evidence given."
+            ),
+        )
+        return Panel(
+            body, title="Verdict", border_style="green" if not diagnosis.findings else "yellow"
+        )
+    lines: list[Any] = [
+        Text.from_markup(f"[bold]{_t(root.title)}[/bold]"),
+        Text(""),
+        Text(root.summary),
+        Text(""),
+        Text.from_markup(
+            f"root cause: [bold]{_t(root.id)}[/bold]   confidence {root.confidence:.0%}   "
+            f"severity {root.severity.value}"
+        ),
+    ]
+    missing = root.data.get("missing_ranges")
+    if isinstance(missing, list) and missing:
+        lines.append(Text("missing ranges: " + ", ".join(str(m) for m in missing)))
+    return Panel(Group(*lines), title="Verdict", border_style=STYLE[root.severity])
+
+
+def render_finding(finding: Finding, console: Console, number: int) -> None:
+    style = STYLE[finding.severity]
+    marker = " ROOT CAUSE" if finding.root_cause else ""
+    console.print(
+        f"[{style}]{number}. [{finding.severity.value.upper()}]{marker}[/{style}] "
+        f"[bold]{_t(finding.title)}[/bold]"
+    )
+    console.print(f"   [dim]{_t(finding.id)} · confidence {finding.confidence:.0%}[/dim]")
+    console.print(Text("   " + finding.summary))
+    for key in ("corroboration", "contradiction", "notes"):
+        values = finding.data.get(key)
+        if isinstance(values, list) and values:
+            label = {"corroboration": "also shown by", "contradiction": "against", "notes": "note"}
+            for value in values:
+                console.print(
+                    Text(f"   {label[key]}: {value}", style="dim" if key == "notes" else "")
+                )
+    if finding.ruled_out:
+        console.print(Text(f"   not the root cause: {finding.ruled_out}", style="dim"))
+    if finding.evidence:
+        console.print("   [bold]evidence[/bold]")
+        for ref in finding.evidence[:MAX_EVIDENCE]:
+            where = f"{ref.path}:{ref.line}" if ref.line else ref.path
+            console.print(Text(f"     {where}", style="cyan"))
+            if ref.excerpt:
+                console.print(Text(f"       {ref.excerpt}"), overflow="fold")
+        if len(finding.evidence) > MAX_EVIDENCE:
+            console.print(f"     ... and {len(finding.evidence) - MAX_EVIDENCE} more")
+    if finding.remediation:
+        console.print("   [bold]what to change[/bold] (copy these lines)")
+        for line in finding.remediation:
+            # Bare, unindented lines: a triple click copies exactly the command.
+            console.print(Text(line), soft_wrap=True)
+    console.print()
+
+
+def evidence_table(diagnosis: Diagnosis) -> Table:
+    table = Table(title="Evidence read", title_justify="left", expand=False, show_lines=False)
+    table.add_column("file", overflow="fold", ratio=3)
+    table.add_column("kind", overflow="fold", ratio=2)
+    table.add_column("records", justify="right")
+    table.add_column("from / to (UTC)", overflow="fold", ratio=2)
+    for entry in diagnosis.evidence:
+        span = ""
+        if entry.first_utc and entry.last_utc:
+            span = f"{utc_iso(entry.first_utc)}\n{utc_iso(entry.last_utc)}"
+        cell = Text(entry.path)
+        for warning in entry.warnings[:3]:
+            cell.append(f"\n  ! {warning}", style="yellow")
+        if len(entry.warnings) > 3:
+            cell.append(f"\n  ! ... {len(entry.warnings) - 3} more warnings", style="yellow")
+        table.add_row(cell, Text(entry.kind), str(entry.records), Text(span))
+    return table
+
+
+def render(diagnosis: Diagnosis, console: Console) -> None:
+    console.print(verdict_panel(diagnosis))
+    console.print()
+    for number, finding in enumerate(diagnosis.findings, 1):
+        render_finding(finding, console, number)
+    console.print(evidence_table(diagnosis))
+    endpoints = diagnosis.endpoints
+    console.print(
+        Text(
+            f"Exchange Online ranges: Microsoft 365 endpoints {endpoints.get('instance', '')} "
+            f"version {endpoints.get('version', '')} ({endpoints.get('source', '')}). "
+            f"Generated {utc_iso(diagnosis.generated_utc)} by mailflow-doctor {diagnosis.version}.",
+            style="dim",
+        )
+    )
