@@ -10,9 +10,11 @@ file), with the name, time and usage checks kept out of it so they do not mask e
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import ssl
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +52,7 @@ class TrustRoots:
 
     @classmethod
     def certifi(cls) -> TrustRoots:
-        return cls(_load_pem(Path(certifi.where()).read_bytes()), "certifi (Mozilla)")
+        return _certifi_roots()
 
     @classmethod
     def system(cls) -> TrustRoots:
@@ -76,11 +78,19 @@ class TrustRoots:
         return cls(roots, str(path))
 
 
+@functools.cache
+def _certifi_roots() -> TrustRoots:
+    return TrustRoots(_load_pem(Path(certifi.where()).read_bytes()), "certifi (Mozilla)")
+
+
 def _load_pem(data: bytes) -> tuple[x509.Certificate, ...]:
-    try:
-        return tuple(x509.load_pem_x509_certificates(data))
-    except ValueError:
-        return ()
+    """PEM certificates; a root with a legacy quirk (negative serial) must not make noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return tuple(x509.load_pem_x509_certificates(data))
+        except ValueError:
+            return ()
 
 
 @dataclass(frozen=True)
