@@ -1377,7 +1377,7 @@ def smtp_hosts(config: AsaConfig, nat: list[NatSpec], aces: list[Ace], port: int
         host = single(obj.addresses)
         if host and SMTP_NAME.search(name):
             found.append(public_of(host))
-    for ace in aces:
+    for ace in [child for parent in aces for child in (parent.children or [parent])]:
         if ace.action != "permit" or ace.inactive or ace.destination is None:
             continue
         if any(s.protocol in ("tcp", "tcp-udp", ANY_PROTOCOL) for s in ace.services) and any(
@@ -1492,6 +1492,7 @@ class _Patch:
     lines: tuple[str, ...]
     inserts: tuple[tuple[int, tuple[str, ...]], ...]  # (insert before 0-based line, lines)
     explanation: str
+    not_enough: str = "This change alone is not enough"
 
 
 def _apply(text: str, inserts: tuple[tuple[int, tuple[str, ...]], ...]) -> str:
@@ -1511,6 +1512,15 @@ def _acl_position(config: AsaConfig, acl: str, line: int) -> int:
         if ace.line == line:
             return index
     return len(config.acls.get(acl, [])) + 1
+
+
+def _unique_acl_name(config: AsaConfig, wanted: str) -> str:
+    name = wanted
+    counter = 2
+    while name in config.acls:
+        name = f"{wanted}_{counter}"
+        counter += 1
+    return name
 
 
 def _unique_group_name(config: AsaConfig, wanted: str) -> str:
@@ -1561,7 +1571,7 @@ def plan_patches(config: AsaConfig, selection: Selection, check: RangeCheck) -> 
     evaluation = check.evaluation
     port = evaluation.port
     port_words = "eq smtp" if port == 25 else f"eq {port}"
-    acl = selection.acls[0] if selection.acls else "OUTSIDE_IN"
+    acl = selection.acls[0] if selection.acls else _unique_acl_name(config, "OUTSIDE_IN")
     patches: list[_Patch] = []
     ace = _permitting_ace(config, check, selection.acls)
     network_lines = _network_object_lines(missing)
@@ -1581,7 +1591,14 @@ def plan_patches(config: AsaConfig, selection: Selection, check: RangeCheck) -> 
         )
         if users > 1:
             explanation += f" The group is used by {users} ACEs; all of them will match more."
-        patches.append(_Patch(lines, ((group.body_end, network_lines),), explanation))
+        patches.append(
+            _Patch(
+                lines,
+                ((group.body_end, network_lines),),
+                explanation,
+                f"Adding the ranges to object-group {group.name} is not enough",
+            )
+        )
     # A new group and an ACE placed before anything that would shadow it.
     new_group = _unique_group_name(config, "EOP_SMTP_SOURCES")
     dst_words = (
@@ -1669,6 +1686,7 @@ def remediate_text(text: str, result: ParseResult, check: RangeCheck) -> Remedia
     selection = _selection_of(result.policy)
     options = ParseOptions(acl=selection.acls[0]) if selection.acls else ParseOptions()
     warnings: list[str] = []
+    tried: list[str] = []
     published = [v.range for v in check.verdicts]
     for patch in plan_patches(config, selection, check):
         patched = _apply(text, patch.inserts)
@@ -1686,21 +1704,27 @@ def remediate_text(text: str, result: ParseResult, check: RangeCheck) -> Remedia
         if not again.missing:
             return Remediation(
                 patch.lines,
-                patch.explanation
-                + " Verified: with these lines the configuration permits every published range.",
+                " ".join(
+                    [
+                        *tried,
+                        patch.explanation,
+                        "Verified: with these lines the configuration permits every "
+                        "published range.",
+                    ]
+                ),
                 patched,
                 tuple(warnings),
                 cleanup,
             )
-        warnings.append(
-            f"adding to the existing group would not be enough: {', '.join(again.missing.cidrs())} "
-            "would still be denied by an earlier entry"
+        tried.append(
+            f"{patch.not_enough}: {', '.join(again.missing.cidrs())} would still be denied "
+            "by an earlier entry."
         )
     return Remediation(
         (),
         "No change could be verified to permit every published range; fix the ACL by hand.",
         None,
-        tuple(warnings),
+        (*warnings, *tried),
         cleanup,
     )
 
