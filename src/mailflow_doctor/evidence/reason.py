@@ -104,6 +104,23 @@ def parse_reason(text: str) -> ParsedReason:
         return ParsedReason(raw=text if isinstance(text, str) else str(text))
 
 
+def split_hops(text: str) -> list[str]:
+    """The hop lines of an NDR diagnostic block (`<date> - Server at ... returned '...'`).
+
+    Line wraps inside a hop are joined; text before the first hop is dropped. Empty when the
+    text holds no hop line. Never raises.
+    """
+    try:
+        normal = _normalise(text)
+        hops = list(_HOP.finditer(normal))
+        return [
+            normal[hop.start() : hops[i + 1].start() if i + 1 < len(hops) else len(normal)].strip()
+            for i, hop in enumerate(hops)
+        ]
+    except Exception:
+        return []
+
+
 def split_endpoint(value: str) -> tuple[str | None, int | None]:
     """`203.0.113.25:25` -> ("203.0.113.25", 25); `[2001:db8::1]:25` and bare IPs too.
 

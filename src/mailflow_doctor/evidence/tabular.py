@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from mailflow_doctor.evidence.document import Document, Line, ReadContext
@@ -229,7 +229,7 @@ def _raise_field_limit() -> None:
 
 def read_rows(
     doc: Document, ctx: ReadContext, max_field: int = MAX_FIELD_CHARS
-) -> Iterator[TableRow]:
+) -> Generator[TableRow, None, None]:
     """Stream the data rows of `doc` after its header. Never raises for bad content.
 
     Problems (rows with the wrong number of fields, unclosed quotes, overlong fields) are
@@ -309,3 +309,69 @@ def read_rows(
             ctx.warn(doc, start, f"a field longer than {max_field} characters was cut")
         excerpt = consumed[0].text.replace("\x00", "")[:EXCERPT_CHARS]
         yield TableRow(start, tuple(values), header, excerpt, len(consumed))
+
+
+# --- Format-List text ------------------------------------------------------------------------
+
+_FL_KEY = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_\-]{0,60})\s+:(?:\s(?P<value>.*))?$")
+
+
+def format_list_keys(lines: Sequence[str]) -> set[str]:
+    """Normalised property names of `Format-List` text in `lines` (for sniffers)."""
+    return {
+        normalise_name(match["key"]) for line in lines if (match := _FL_KEY.match(line.rstrip()))
+    }
+
+
+def read_format_list(
+    doc: Document, ctx: ReadContext, max_field: int = MAX_FIELD_CHARS
+) -> Generator[TableRow, None, None]:
+    """Stream the objects of pasted `Format-List` output as rows (one per object).
+
+    A property line is `Name : value` (names padded so the colons align). Lines that are not
+    property lines continue the previous value: the console wraps long values onto indented
+    lines, and web pages re-wrap them without the indent and add blank lines between
+    properties. An object ends where a property name repeats. Never raises.
+    """
+    names: list[str] = []
+    values: list[str] = []
+    seen: set[str] = set()
+    start: Line | None = None
+    cut = False
+
+    def finish() -> TableRow | None:
+        if start is None or not names:
+            return None
+        return TableRow(
+            start.number,
+            tuple(values),
+            Header(tuple(names)),
+            start.text[:EXCERPT_CHARS],
+        )
+
+    for line in doc.lines():
+        text = line.text.replace("\x00", "").rstrip()
+        if not text.strip():
+            continue
+        match = _FL_KEY.match(text)
+        if match:
+            key = normalise_name(match["key"])
+            if key in seen:
+                row = finish()
+                if row is not None:
+                    yield row
+                names, values, seen, start = [], [], set(), None
+            if start is None:
+                start = line
+            seen.add(key)
+            names.append(match["key"])
+            values.append((match["value"] or "").strip()[:max_field])
+        elif values:
+            if len(values[-1]) + len(text) < max_field:
+                values[-1] = f"{values[-1]} {text.strip()}".strip()
+            elif not cut:
+                cut = True
+                ctx.warn(doc, line.number, f"a value longer than {max_field} characters was cut")
+    row = finish()
+    if row is not None:
+        yield row

@@ -1,0 +1,225 @@
+"""Exchange Online message trace exports: Get-MessageTrace(V2) and Get-MessageTraceDetail(V2).
+
+Admins export these with `Export-Csv` (quoted, `,` or `;` with -UseCulture, maybe a `#TYPE`
+line, dates in the exporting shell's culture) or with `ConvertTo-Json`. Exchange Online writes
+UTC, so a value without an offset is read as UTC whatever `--timezone` says; only the day/month
+order has to be worked out, per column, from the values. A trace row becomes a `TraceMessage`,
+a detail row a `TraceEvent` whose `Detail` is parsed as a deferral reason when it is one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from mailflow_doctor.evidence.document import Document, ReadContext
+from mailflow_doctor.evidence.exotrace import (
+    UTC_NOTE,
+    TimeColumn,
+    columns_of,
+    json_get,
+    json_keys,
+    json_objects,
+    looks_like_json,
+    reason_for,
+    time_column,
+    to_int,
+)
+from mailflow_doctor.evidence.records import TraceEvent, TraceMessage
+from mailflow_doctor.evidence.registry import register_reader
+from mailflow_doctor.evidence.tabular import TableRow, normalise_name
+
+MAX_EXTRA_CHARS = 512
+_TRACE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Status")
+_DETAIL_COLUMNS = ("Date", "Event", "Detail")
+_MAPPED_TRACE = {
+    normalise_name(name)
+    for name in (
+        *_TRACE_COLUMNS,
+        "Subject",
+        "MessageId",
+        "MessageTraceId",
+        "FromIP",
+        "ToIP",
+        "Size",
+        "PSComputerName",
+        "RunspaceId",
+        "PSShowComputerName",
+    )
+}
+_MAPPED_DETAIL = {
+    normalise_name(name)
+    for name in (
+        *_DETAIL_COLUMNS,
+        "Action",
+        "Data",
+        "MessageId",
+        "MessageTraceId",
+        "RecipientAddress",
+        "SenderAddress",
+        "PSComputerName",
+        "RunspaceId",
+        "PSShowComputerName",
+    )
+}
+
+
+def _extra(pairs: Iterator[tuple[str, str]], mapped: set[str]) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name, value[:MAX_EXTRA_CHARS])
+        for name, value in pairs
+        if value and normalise_name(name) not in mapped
+    )
+
+
+def _when(
+    column: TimeColumn, text: str, doc: Document, ctx: ReadContext, line: int
+) -> datetime | None:
+    when = column.parse(text) if text else None
+    if text and when is None:
+        ctx.warn(doc, line, f"time '{text[:60]}' is not a date this tool can read; left empty")
+    return when
+
+
+@register_reader
+class MessageTraceReader:
+    """Get-MessageTrace / Get-MessageTraceV2 output as CSV or JSON."""
+
+    kind = "exo.message_trace"
+    label = "Exchange Online message trace (Get-MessageTrace)"
+
+    def sniff(self, doc: Document) -> int:
+        if looks_like_json(doc):
+            keys = json_keys(doc)
+            wanted = {"received", "recipientaddress", "status"}
+            return 90 if wanted <= keys else 0
+        columns = columns_of(doc)
+        if columns is None or not columns.header.has(*_TRACE_COLUMNS):
+            return 0
+        if columns.format_list:
+            return 80
+        return 95 if columns.header.has("MessageTraceId") else 85
+
+    def read(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
+        if looks_like_json(doc):
+            yield from self._read_json(doc, ctx)
+            return
+        columns = columns_of(doc)
+        if columns is None:
+            ctx.warn(doc, None, "no columns found; not read")
+            return
+        column = time_column(doc, columns, ("Received",), "Received", None, UTC_NOTE, ctx)
+        for row in columns.rows(doc, ctx):
+            yield self._message(row, column, doc, ctx)
+
+    def _message(
+        self, row: TableRow, column: TimeColumn, doc: Document, ctx: ReadContext
+    ) -> TraceMessage:
+        received = _when(column, row.get("Received"), doc, ctx, row.line)
+        return TraceMessage(
+            ref=doc.ref(row.line, row.excerpt),
+            received_utc=received,
+            sender=row.get("SenderAddress"),
+            recipient=row.get("RecipientAddress"),
+            subject=row.get("Subject"),
+            status=row.get("Status"),
+            message_id=row.get("MessageId"),
+            trace_id=row.get("MessageTraceId"),
+            from_ip=row.get("FromIP"),
+            to_ip=row.get("ToIP"),
+            size=to_int(row.get("Size")),
+            extra=_extra(iter(row.as_dict().items()), _MAPPED_TRACE),
+            time_assumed=column.note,
+        )
+
+    def _read_json(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
+        column = TimeColumn(None, None, UTC_NOTE)
+        for line, obj in json_objects(doc, ctx):
+            received_text = json_get(obj, "Received")
+            received = _when(column, received_text, doc, ctx, line)
+            yield TraceMessage(
+                ref=doc.ref(line, f"{received_text} {json_get(obj, 'RecipientAddress')}"),
+                received_utc=received,
+                sender=json_get(obj, "SenderAddress"),
+                recipient=json_get(obj, "RecipientAddress"),
+                subject=json_get(obj, "Subject"),
+                status=json_get(obj, "Status"),
+                message_id=json_get(obj, "MessageId"),
+                trace_id=json_get(obj, "MessageTraceId"),
+                from_ip=json_get(obj, "FromIP"),
+                to_ip=json_get(obj, "ToIP"),
+                size=to_int(json_get(obj, "Size")),
+                extra=_extra(
+                    ((str(k), json_get(obj, str(k))) for k in obj if not str(k).startswith("__")),
+                    _MAPPED_TRACE,
+                ),
+                time_assumed="" if received_text.endswith(("Z", ")/")) else UTC_NOTE,
+            )
+
+
+@register_reader
+class MessageTraceDetailReader:
+    """Get-MessageTraceDetail / Get-MessageTraceDetailV2 output as CSV or JSON."""
+
+    kind = "exo.message_trace_detail"
+    label = "Exchange Online message trace detail (Get-MessageTraceDetail)"
+
+    def sniff(self, doc: Document) -> int:
+        if looks_like_json(doc):
+            keys = json_keys(doc)
+            return 90 if {"date", "event", "detail"} <= keys else 0
+        columns = columns_of(doc)
+        if columns is None or columns.format_list or not columns.header.has(*_DETAIL_COLUMNS):
+            return 0  # pasted Format-List text is exo.message_trace_detail_text's
+        if columns.header.has("Received") or columns.header.has("date_time_utc"):
+            return 0
+        return 95 if columns.header.has("Action") else 85
+
+    def read(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
+        if looks_like_json(doc):
+            yield from self._read_json(doc, ctx)
+            return
+        columns = columns_of(doc)
+        if columns is None:
+            ctx.warn(doc, None, "no columns found; not read")
+            return
+        column = time_column(doc, columns, ("Date",), "Date", None, UTC_NOTE, ctx)
+        for row in columns.rows(doc, ctx):
+            event = row.get("Event")
+            detail = row.get("Detail")
+            yield TraceEvent(
+                ref=doc.ref(row.line, row.excerpt),
+                time_utc=_when(column, row.get("Date"), doc, ctx, row.line),
+                event=event,
+                action=row.get("Action"),
+                detail=detail,
+                data=row.get("Data"),
+                reason=reason_for(event, detail),
+                message_id=row.get("MessageId"),
+                trace_id=row.get("MessageTraceId"),
+                recipient=row.get("RecipientAddress"),
+                sender=row.get("SenderAddress"),
+                time_assumed=column.note,
+                extra=_extra(iter(row.as_dict().items()), _MAPPED_DETAIL),
+            )
+
+    def _read_json(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
+        column = TimeColumn(None, None, UTC_NOTE)
+        for line, obj in json_objects(doc, ctx):
+            date_text = json_get(obj, "Date")
+            event = json_get(obj, "Event")
+            detail = json_get(obj, "Detail", "Description")
+            yield TraceEvent(
+                ref=doc.ref(line, f"{date_text} {event} {detail}"),
+                time_utc=_when(column, date_text, doc, ctx, line),
+                event=event,
+                action=json_get(obj, "Action"),
+                detail=detail,
+                data=json_get(obj, "Data"),
+                reason=reason_for(event, detail),
+                message_id=json_get(obj, "MessageId"),
+                trace_id=json_get(obj, "MessageTraceId"),
+                recipient=json_get(obj, "RecipientAddress"),
+                sender=json_get(obj, "SenderAddress"),
+                time_assumed="" if date_text.endswith(("Z", ")/")) else UTC_NOTE,
+            )
