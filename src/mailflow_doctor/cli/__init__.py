@@ -8,6 +8,7 @@ from mailflow_doctor.cli import diagnose as _diagnose  # noqa: F401
 from mailflow_doctor.cli import endpoints as _endpoints  # noqa: F401  (registers commands)
 from mailflow_doctor.cli import explain as _explain  # noqa: F401
 from mailflow_doctor.cli import firewall as _firewall  # noqa: F401
+from mailflow_doctor.cli import logs as _logs  # noqa: F401
 from mailflow_doctor.cli import probe as _probe  # noqa: F401
 from mailflow_doctor.cli.app import app
 
