@@ -8,10 +8,12 @@ restyle or fake the report.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -27,6 +29,16 @@ STYLE = {
     Severity.INFO: "cyan",
 }
 MAX_EVIDENCE = 6
+MAX_EXCERPT = 240
+
+
+def indent(text: Text, level: int = 3) -> Padding:
+    """Keep wrapped lines under their heading."""
+    return Padding(text, (0, 0, 0, level))
+
+
+def shorten(text: str, limit: int = MAX_EXCERPT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _t(text: object) -> str:
@@ -68,55 +80,68 @@ def verdict_panel(diagnosis: Diagnosis) -> Panel:
 def render_finding(finding: Finding, console: Console, number: int) -> None:
     style = STYLE[finding.severity]
     marker = " ROOT CAUSE" if finding.root_cause else ""
-    console.print(
-        f"[{style}]{number}. [{finding.severity.value.upper()}]{marker}[/{style}] "
-        f"[bold]{_t(finding.title)}[/bold]"
-    )
-    console.print(f"   [dim]{_t(finding.id)} · confidence {finding.confidence:.0%}[/dim]")
-    console.print(Text("   " + finding.summary))
-    for key in ("corroboration", "contradiction", "notes"):
+    heading = Text(f"{number}. ")
+    heading.append(f"[{finding.severity.value.upper()}]{marker} ", style=style)
+    heading.append(finding.title, style="bold")
+    console.print(heading)
+    console.print(indent(Text(f"{finding.id} · confidence {finding.confidence:.0%}", "dim")))
+    console.print(indent(Text(finding.summary)))
+    labels = {"corroboration": "also shown by", "contradiction": "against", "notes": "note"}
+    for key, label in labels.items():
         values = finding.data.get(key)
-        if isinstance(values, list) and values:
-            label = {"corroboration": "also shown by", "contradiction": "against", "notes": "note"}
+        if isinstance(values, list):
             for value in values:
-                console.print(
-                    Text(f"   {label[key]}: {value}", style="dim" if key == "notes" else "")
-                )
+                line = Text(f"{label}: ", style="bold" if key != "notes" else "dim")
+                line.append(str(value), style="dim" if key == "notes" else "")
+                console.print(indent(line, 5))
     if finding.ruled_out:
-        console.print(Text(f"   not the root cause: {finding.ruled_out}", style="dim"))
+        console.print(indent(Text(f"not the root cause: {finding.ruled_out}", "dim")))
     if finding.evidence:
-        console.print("   [bold]evidence[/bold]")
+        console.print(indent(Text("evidence", "bold")))
         for ref in finding.evidence[:MAX_EVIDENCE]:
             where = f"{ref.path}:{ref.line}" if ref.line else ref.path
-            console.print(Text(f"     {where}", style="cyan"))
+            console.print(indent(Text(where, "cyan"), 5))
             if ref.excerpt:
-                console.print(Text(f"       {ref.excerpt}"), overflow="fold")
+                console.print(indent(Text(shorten(ref.excerpt)), 7))
         if len(finding.evidence) > MAX_EVIDENCE:
-            console.print(f"     ... and {len(finding.evidence) - MAX_EVIDENCE} more")
+            more = len(finding.evidence) - MAX_EVIDENCE
+            console.print(indent(Text(f"... and {more} more"), 5))
     if finding.remediation:
-        console.print("   [bold]what to change[/bold] (copy these lines)")
-        for line in finding.remediation:
-            # Bare, unindented lines: a triple click copies exactly the command.
-            console.print(Text(line), soft_wrap=True)
+        console.print(indent(Text("what to change (copy these lines):", "bold")))
+        for command in finding.remediation:
+            # Bare, unindented, unwrapped lines: a triple click copies exactly the command.
+            console.print(Text(command), soft_wrap=True)
     console.print()
+
+
+def short_span(first: datetime | None, last: datetime | None) -> str:
+    """`11-27 21:00-23:59` (UTC), or with both dates when the span crosses midnight."""
+    if first is None or last is None:
+        return ""
+    a, b = first.astimezone(UTC), last.astimezone(UTC)
+    if a.date() == b.date():
+        return f"{a:%Y-%m-%d}\n{a:%H:%M}-{b:%H:%M}"
+    return f"{a:%Y-%m-%d %H:%M}\n{b:%Y-%m-%d %H:%M}"
 
 
 def evidence_table(diagnosis: Diagnosis) -> Table:
     table = Table(title="Evidence read", title_justify="left", expand=False, show_lines=False)
-    table.add_column("file", overflow="fold", ratio=3)
-    table.add_column("kind", overflow="fold", ratio=2)
-    table.add_column("records", justify="right")
-    table.add_column("from / to (UTC)", overflow="fold", ratio=2)
+    table.add_column("file", overflow="fold", ratio=5)
+    table.add_column("kind", overflow="fold", ratio=3)
+    table.add_column("records", justify="right", no_wrap=True)
+    table.add_column("UTC", no_wrap=True)
     for entry in diagnosis.evidence:
-        span = ""
-        if entry.first_utc and entry.last_utc:
-            span = f"{utc_iso(entry.first_utc)}\n{utc_iso(entry.last_utc)}"
         cell = Text(entry.path)
         for warning in entry.warnings[:3]:
             cell.append(f"\n  ! {warning}", style="yellow")
         if len(entry.warnings) > 3:
             cell.append(f"\n  ! ... {len(entry.warnings) - 3} more warnings", style="yellow")
-        table.add_row(cell, Text(entry.kind), str(entry.records), Text(span))
+        table.add_row(
+            cell,
+            Text(entry.kind),
+            str(entry.records),
+            Text(short_span(entry.first_utc, entry.last_utc)),
+        )
     return table
 
 

@@ -49,7 +49,11 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
         times = [d.time_utc for d in from_eop if d.time_utc is not None]
         first, last = (min(times), max(times)) if times else (None, None)
         assumed = sorted({d.time_assumed for d in from_eop if d.time_assumed})
-        refs = ref_list(from_eop, limit=4)
+        firsts: dict[str, FirewallDrop] = {}
+        for entry in from_eop:
+            firsts.setdefault(entry.src_ip, entry)
+        one_per_source = list(firsts.values())
+        refs = ref_list(one_per_source, limit=4)
         window_text = (
             " during the deferrals" if window is not None else " (no message trace to align with)"
         )

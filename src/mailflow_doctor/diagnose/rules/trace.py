@@ -24,6 +24,7 @@ from mailflow_doctor.diagnose.bundle import ref_list
 from mailflow_doctor.diagnose.checks import Context, check
 from mailflow_doctor.diagnose.facts import describe_codes, normalise_code, support, utc_iso
 from mailflow_doctor.diagnose.model import Finding, Severity
+from mailflow_doctor.evidence.document import SourceRef
 from mailflow_doctor.evidence.records import TraceEvent, TraceMessage
 
 DEFERRAL_EVENTS = frozenset({"defer", "fail", "deferred", "failed"})
@@ -49,6 +50,22 @@ def is_deferral(event: TraceEvent) -> bool:
     return bool(
         code and code[:2] in ("4.", "5.") and name not in DELIVERY_EVENTS and code[2] != "1"
     )
+
+
+def event_ref(event: TraceEvent) -> SourceRef:
+    """Point at the trace row, showing the event and its reason rather than the raw CSV row."""
+    when = utc_iso(event.time_utc) or ""
+    text = event.detail or (event.reason.raw if event.reason else "")
+    return SourceRef(event.ref.path, event.ref.line, f"{when} {event.event}: {text}"[:300])
+
+
+def event_refs(events: list[TraceEvent], limit: int = 3) -> tuple[SourceRef, ...]:
+    return ref_list([_Ref(event_ref(e)) for e in events], limit)
+
+
+@dataclass(frozen=True)
+class _Ref:
+    ref: SourceRef
 
 
 @dataclass
@@ -161,7 +178,7 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
             "messages_pending": len(pending),
             "per_target": {k: v.to_json() for k, v in tallies.items() if k},
         },
-        evidence=ref_list(deferrals or pending, limit=3),
+        evidence=event_refs(deferrals, 3) if deferrals else ref_list(pending, limit=3),
         can_be_root_cause=False,
     )
     yield from _shape_findings(ctx, tallies, by_code)
@@ -174,7 +191,7 @@ def _shape_findings(
     any_delivered = any(t.delivered for t in tallies.values())
     named = {k: t for k, t in tallies.items() if k}
     for target, tally in named.items():
-        refs = ref_list(tally.refused_refs, limit=3)
+        refs = event_refs(tally.refused_refs, 3)
         if tally.refused and tally.delivered:
             share = tally.refused / (tally.refused + tally.delivered)
             text = (
@@ -249,13 +266,13 @@ def _shape_findings(
                 ),
                 confidence=0.6 if partial else 0.65,
                 data={"target": target, "timeouts": tally.timeout, "delivered": tally.delivered},
-                evidence=ref_list(
+                evidence=event_refs(
                     [
                         e
                         for e in ctx.bundle.of(TraceEvent)
                         if e.reason and normalise_code(e.reason.code) == TIMEOUT
                     ],
-                    limit=3,
+                    3,
                 ),
                 remediation=(
                     f"Check that {target} is the current public address of the hybrid "
