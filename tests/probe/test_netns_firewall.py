@@ -79,8 +79,18 @@ def namespaces() -> Iterator[tuple[str, str]]:
         if loaded.returncode != 0:
             pytest.skip(f"nftables not usable here: {loaded.stderr.strip()}")
         server = subprocess.Popen(
-            ["ip", "netns", "exec", srv, sys.executable, "-m", "aiosmtpd", "-n", "-l",
-             f"{SERVER}:25"],
+            [
+                "ip",
+                "netns",
+                "exec",
+                srv,
+                sys.executable,
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                f"{SERVER}:25",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -105,8 +115,23 @@ def test_each_firewall_verdict_is_classified(namespaces: tuple[str, str]) -> Non
     program = str(Path(sys.executable).parent / "mailflow-doctor")
     processes = {
         source: subprocess.Popen(
-            ["ip", "netns", "exec", cli, program, "probe", SERVER, "--source", source,
-             "--resolver", f"{SERVER}:53", "--timeout", "1.5", "--format", "json"],
+            [
+                "ip",
+                "netns",
+                "exec",
+                cli,
+                program,
+                "probe",
+                SERVER,
+                "--source",
+                source,
+                "--resolver",
+                f"{SERVER}:53",
+                "--timeout",
+                "1.5",
+                "--format",
+                "json",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -32,7 +32,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from mailflow_doctor.probe.problems import ERROR, WARNING, ProbeProblem
+from mailflow_doctor.probe.problems import ERROR, WARNING, ProbeProblem, place
 
 EXPIRY_WARNING_DAYS = 30
 EXO_CERT_CODE = "4.4.317"
@@ -339,6 +339,7 @@ def check_chain(
     now = now or dt.datetime.now(dt.UTC)
     certs, parse_errors = load_chain(ders)
     where = {"host": host, "address": address}
+    at = place(host, address)
     problems: list[ProbeProblem] = []
     if not certs:
         detail = "; ".join(parse_errors) or "the server presented no certificate"
@@ -346,7 +347,7 @@ def check_chain(
             ProbeProblem(
                 "tls.chain_untrusted",
                 ERROR,
-                f"{host} ({address}) presented no usable certificate",
+                f"{at} presented no usable certificate",
                 f"{detail}. Exchange Online cannot validate the connection.",
                 {**where, "detail": detail},
                 ("Bind a valid certificate to the SMTP service.",),
@@ -375,7 +376,7 @@ def check_chain(
             ProbeProblem(
                 "tls.certificate_name_mismatch",
                 severity,
-                f"Certificate on {host} ({address}) does not match {name}",
+                f"Certificate on {at} does not match {name}",
                 f"The {role} is {name}, but the certificate presents {presented}. "
                 + (
                     "Exchange Online checks the connector's TlsDomain against the certificate "
@@ -403,7 +404,7 @@ def check_chain(
             ProbeProblem(
                 "tls.certificate_cn_only",
                 WARNING,
-                f"Certificate on {host} ({address}) names itself only in its CN",
+                f"Certificate on {at} names itself only in its CN",
                 f"The certificate has no subjectAltName; its only name is CN={info.common_name}. "
                 "Public CAs have not issued such certificates for years and strict validators "
                 "reject them; replace it before relying on it.",
@@ -420,7 +421,7 @@ def check_chain(
             ProbeProblem(
                 "tls.certificate_expired",
                 ERROR,
-                f"Certificate on {host} ({address}) expired {days} days ago",
+                f"Certificate on {at} expired {days} days ago",
                 f"The certificate ({presented}) was valid until {_iso(info.not_after)}. "
                 "Exchange Online defers with 4.4.317 CertificateExpired.",
                 {**where, "not_after": _iso(info.not_after), "days_expired": days, **thumb},
@@ -436,7 +437,7 @@ def check_chain(
             ProbeProblem(
                 "tls.certificate_not_yet_valid",
                 ERROR,
-                f"Certificate on {host} ({address}) is not valid until {_iso(info.not_before)}",
+                f"Certificate on {at} is not valid until {_iso(info.not_before)}",
                 f"The certificate ({presented}) starts being valid at {_iso(info.not_before)}; "
                 "until then it is rejected. Check the server's clock and the certificate.",
                 {**where, "not_before": _iso(info.not_before), **thumb},
@@ -451,7 +452,7 @@ def check_chain(
                 ProbeProblem(
                     "tls.certificate_expiring_soon",
                     WARNING,
-                    f"Certificate on {host} ({address}) expires in {days_left} days",
+                    f"Certificate on {at} expires in {days_left} days",
                     f"The certificate ({presented}) expires {_iso(info.not_after)}. Renew it and "
                     "re-run the Hybrid Configuration Wizard afterwards.",
                     {**where, "not_after": _iso(info.not_after), "days_left": days_left, **thumb},
@@ -467,7 +468,7 @@ def check_chain(
             ProbeProblem(
                 "tls.certificate_usage_invalid",
                 ERROR,
-                f"Certificate on {host} ({address}) is not usable for a TLS server",
+                f"Certificate on {at} is not usable for a TLS server",
                 f"The certificate ({presented}) cannot serve TLS: {'; '.join(usage)}.",
                 {**where, "detail": "; ".join(usage), **thumb},
                 ("Issue the certificate from a web-server/TLS-server template (EKU serverAuth).",),
@@ -480,7 +481,7 @@ def check_chain(
             ProbeProblem(
                 "tls.certificate_weak",
                 WARNING,
-                f"Weak certificate on {host} ({address})",
+                f"Weak certificate on {at}",
                 f"{'; '.join(weak)}.",
                 {**where, "detail": "; ".join(weak), **thumb},
                 ("Replace it with an RSA 2048+ or EC P-256+ certificate signed with SHA-256.",),
@@ -496,7 +497,7 @@ def check_chain(
                 ProbeProblem(
                     "tls.certificate_self_signed",
                     ERROR,
-                    f"{host} ({address}) presents a self-signed certificate",
+                    f"{at} presents a self-signed certificate",
                     f"The certificate ({presented}) is signed by itself, so Exchange Online cannot "
                     "trust it (4.4.317 UntrustedRoot). Often the server's own default certificate "
                     "is served because TlsCertificateName names a certificate that is gone.",
@@ -532,6 +533,7 @@ def _chain_problem(
 ) -> ProbeProblem:
     """Tell a missing intermediate from an untrusted root, as far as the chain allows."""
     where = {"host": host, "address": address}
+    at = place(host, address)
     last = certs[-1]
     last_info = infos[-1]
     root_names = {r.subject for r in roots.certificates}
@@ -544,7 +546,7 @@ def _chain_problem(
         return ProbeProblem(
             "tls.chain_untrusted",
             ERROR,
-            f"Certificate chain on {host} ({address}) ends at an untrusted root",
+            f"Certificate chain on {at} ends at an untrusted root",
             f"The server sent {len(certs)} certificates; {detail}. Exchange Online defers "
             "with 4.4.317 UntrustedRoot.",
             {**where, "detail": detail, "verifier": failure, **thumb},
@@ -559,7 +561,7 @@ def _chain_problem(
         return ProbeProblem(
             "tls.chain_incomplete",
             ERROR,
-            f"{host} ({address}) does not send the intermediate certificate(s)",
+            f"{at} does not send the intermediate certificate(s)",
             f"{detail[0].upper()}{detail[1:]}. Exchange Online does not fetch missing "
             "intermediates and defers with 4.4.317 UntrustedRoot.",
             {**where, "detail": detail, "missing_issuer": last_info.issuer, **thumb},
@@ -578,7 +580,7 @@ def _chain_problem(
     return ProbeProblem(
         "tls.chain_untrusted",
         ERROR,
-        f"Certificate chain on {host} ({address}) is not trusted",
+        f"Certificate chain on {at} is not trusted",
         f"{detail[0].upper()}{detail[1:]}. Exchange Online defers with 4.4.317 UntrustedRoot.",
         {**where, "detail": detail, "verifier": failure, **thumb},
         (

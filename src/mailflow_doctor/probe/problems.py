@@ -32,3 +32,8 @@ class ProbeProblem:
     @property
     def fails(self) -> bool:
         return self.severity in (CRITICAL, ERROR)
+
+
+def place(host: str, address: str) -> str:
+    """`mail.contoso.com (192.0.2.25)`, or just the address when that is what was probed."""
+    return address if not host or host == address else f"{host} ({address})"

@@ -9,6 +9,7 @@ behave.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -31,7 +32,7 @@ from mailflow_doctor.probe.dns import (
     resolve_target,
     reverse,
 )
-from mailflow_doctor.probe.problems import ERROR, INFO, WARNING, ProbeProblem
+from mailflow_doctor.probe.problems import ERROR, INFO, WARNING, ProbeProblem, place
 
 OUTDATED_TLS = {"SSLv3", "TLSv1", "TLSv1.1"}
 DEADLINE_FACTOR = 4  # the whole probe ends within this many step timeouts
@@ -90,6 +91,7 @@ class ProbeReport:
     problems: tuple[ProbeProblem, ...]
     roots_source: str
     elapsed_ms: int
+    resolver: str = ""
 
     @property
     def local_addresses(self) -> tuple[str, ...]:
@@ -107,7 +109,8 @@ class ProbeReport:
 def probe(target: str, options: ProbeOptions) -> ProbeReport:
     """Probe TARGET (an address, a host name, or a mail domain whose MX hosts are probed)."""
     if is_address(target):
-        return probe_many([ProbeTarget(address=target)], options, label=target)
+        address = str(ipaddress.ip_address(target.strip("[]")))
+        return probe_many([ProbeTarget(address=address)], options, label=address)
     return probe_many([ProbeTarget(name=target)], options, label=target)
 
 
@@ -134,6 +137,8 @@ def probe_many(
                 dns_results.append(
                     DnsResult(name, "host", lookup.describe(), (), (resolved,), resolved.errors)
                 )
+            else:
+                dns_results.append(resolve_target(target.address, lookup))
             continue
         if not target.name:
             continue
@@ -152,7 +157,13 @@ def probe_many(
     if label is None:
         label = ", ".join(t.name or t.address or "" for t in targets)
     return ProbeReport(
-        label, tuple(dns_results), tuple(reports), tuple(problems), roots.source, elapsed
+        label,
+        tuple(dns_results),
+        tuple(reports),
+        tuple(problems),
+        roots.source,
+        elapsed,
+        lookup.describe(),
     )
 
 
@@ -181,6 +192,7 @@ def _run_addresses(
             reports.append(future.result())
             continue
         reason = "not finished by the overall deadline"
+        at = place(host, address)
         if future.done() and not future.cancelled() and future.exception() is not None:
             error = future.exception()
             reason = f"the probe failed: {type(error).__name__}: {error}"
@@ -196,7 +208,7 @@ def _run_addresses(
                     ProbeProblem(
                         "probe.incomplete",
                         WARNING,
-                        f"{host} ({address}) was not fully probed",
+                        f"{at} was not fully probed",
                         f"The probe of {address} was {reason}; raise --timeout to give it longer.",
                         {"host": host, "address": address, "detail": reason},
                     ),
@@ -218,6 +230,7 @@ def probe_address(
 ) -> AddressReport:
     """Connect, converse, judge the certificate, look up the PTR: one address, one report."""
     where = {"host": host, "address": address}
+    at = place(host, address)
     remaining = deadline - time.monotonic()
     result, sock = tcp.connect(
         address, options.port, min(options.step_timeout, max(0.01, remaining)), options.source
@@ -262,7 +275,7 @@ def probe_address(
                 ProbeProblem(
                     "tls.protocol_outdated",
                     ERROR,
-                    f"{host} ({address}) negotiated {tls.version}",
+                    f"{at} negotiated {tls.version}",
                     f"The server agreed only to {tls.version}. Exchange Online uses TLS 1.2 or "
                     "later and will fail the handshake (4.4.317 TLS negotiation failed).",
                     {**where, "version": tls.version},
@@ -288,14 +301,15 @@ def probe_address(
 
 
 def connect_problems(result: tcp.ConnectResult, where: dict[str, str]) -> list[ProbeProblem]:
-    host, address, port = where["host"], where["address"], result.port
+    address, port = where["address"], result.port
+    at = place(where["host"], address)
     data = {**where, "target": address, "port": port, "ms": result.ms, "detail": result.detail}
     if result.outcome == tcp.REFUSED:
         return [
             ProbeProblem(
                 "smtp.connection_refused",
                 ERROR,
-                f"{host} ({address}) refused the connection on TCP {port}",
+                f"{at} refused the connection on TCP {port}",
                 f"The connection attempt was answered with a reset after {result.ms} ms: nothing "
                 "listens there, or a firewall rejects this source. Exchange Online reports the "
                 "same thing as 450 4.4.316 Connection refused (socket error 10061).",
@@ -314,7 +328,7 @@ def connect_problems(result: tcp.ConnectResult, where: dict[str, str]) -> list[P
             ProbeProblem(
                 "smtp.connection_timeout",
                 ERROR,
-                f"{host} ({address}) did not answer on TCP {port}",
+                f"{at} did not answer on TCP {port}",
                 f"No answer to the connection attempt within {result.ms / 1000:.1f} s: a "
                 "firewall drops it silently, the host is down, or routing is broken. Exchange "
                 "Online reports this as 450 4.4.315 Connection timed out (socket error 10060).",
@@ -332,7 +346,7 @@ def connect_problems(result: tcp.ConnectResult, where: dict[str, str]) -> list[P
             ProbeProblem(
                 "smtp.host_unreachable",
                 ERROR,
-                f"{host} ({address}) is unreachable from here",
+                f"{at} is unreachable from here",
                 f"The connection failed at once: {result.detail or 'unreachable'} (an ICMP "
                 "unreachable or administratively-prohibited answer, or no route). Exchange Online "
                 "does not document how it reports this; expect 4.4.316 or 4.4.315.",
@@ -358,9 +372,9 @@ def connect_problems(result: tcp.ConnectResult, where: dict[str, str]) -> list[P
 
 
 def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[ProbeProblem]:
-    host, address = where["host"], where["address"]
+    at = place(where["host"], where["address"])
     step, kind = result.failure_step, result.failure_kind
-    data: dict[str, object] = {**where, "target": address}
+    data: dict[str, object] = {**where, "target": where["address"]}
     if step:
         data.update(step=step, reason=kind, detail=result.failure_detail)
         if result.failure_excerpt:
@@ -372,7 +386,7 @@ def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[Pr
             ProbeProblem(
                 "smtp.connection_reset",
                 ERROR,
-                f"{host} ({address}) {how} the connection at the {step} step",
+                f"{at} {how} the connection at the {step} step",
                 f"TCP connected, then the server {how} the session before "
                 f"{'its greeting' if step == 'banner' else 'answering ' + step}. Exchange Online "
                 "reports this as 450 4.4.318 Connection was closed abruptly. Look for an SMTP "
@@ -391,7 +405,7 @@ def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[Pr
             ProbeProblem(
                 "smtp.service_refused",
                 ERROR,
-                f"{host} ({address}) refused service in its greeting",
+                f"{at} refused service in its greeting",
                 f"The server greeted with '{result.failure_detail}' instead of 220. Exchange "
                 "Online reports the remote text inside 4.4.317 Cannot connect to remote server.",
                 data,
@@ -404,7 +418,7 @@ def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[Pr
             ProbeProblem(
                 "smtp.banner_invalid",
                 ERROR,
-                f"{host} ({address}) gave no valid SMTP greeting",
+                f"{at} gave no valid SMTP greeting",
                 f"No valid 220 greeting: {result.failure_detail} ({result.received} bytes "
                 "received). Exchange Online gives up on such a server.",
                 data,
@@ -419,7 +433,7 @@ def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[Pr
             ProbeProblem(
                 "smtp.ehlo_rejected",
                 ERROR,
-                f"{host} ({address}) rejected EHLO",
+                f"{at} rejected EHLO",
                 f"EHLO was answered with '{result.failure_detail}', so STARTTLS cannot be used.",
                 data,
                 ("Check the receive connector's settings for this source.",),
@@ -430,7 +444,7 @@ def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[Pr
             ProbeProblem(
                 "tls.starttls_rejected",
                 ERROR,
-                f"{host} ({address}) offers STARTTLS but refused it",
+                f"{at} offers STARTTLS but refused it",
                 f"The STARTTLS command was answered with '{result.failure_detail}'. Usually the "
                 "certificate for TLS is missing or its private key is unusable. Exchange Online "
                 "defers with 4.4.317.",
@@ -447,7 +461,7 @@ def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[Pr
             ProbeProblem(
                 "smtp.reply_invalid",
                 ERROR,
-                f"{host} ({address}) gave no valid reply to {step}",
+                f"{at} gave no valid reply to {step}",
                 f"No valid reply to {step}: {result.failure_detail}.",
                 data,
                 ("Check what answers on this port (an SMTP proxy or inspection device?).",),
@@ -458,7 +472,7 @@ def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[Pr
             ProbeProblem(
                 "tls.starttls_missing",
                 ERROR,
-                f"{host} ({address}) does not offer STARTTLS",
+                f"{at} does not offer STARTTLS",
                 "The EHLO reply does not list STARTTLS, so no TLS is possible. Exchange Online's "
                 "hybrid connector requires TLS and defers with 4.4.317 (451 5.7.3 STARTTLS is "
                 "required). Typically TlsCertificateName names a certificate that was removed "
@@ -481,7 +495,7 @@ def smtp_problems(result: smtp_mod.SmtpResult, where: dict[str, str]) -> list[Pr
             ProbeProblem(
                 "tls.handshake_failed",
                 ERROR,
-                f"TLS handshake with {host} ({address}) failed",
+                f"TLS handshake with {at} failed",
                 f"STARTTLS was accepted, then the handshake failed: {tls.error}. This is not a "
                 "missing STARTTLS. Exchange Online defers with 4.4.317 (TLS negotiation failed).",
                 tls_data,

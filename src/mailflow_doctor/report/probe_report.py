@@ -27,8 +27,7 @@ def findings_of(report: ProbeReport) -> list[Finding]:
     return sorted(findings, key=lambda f: f.severity.rank)
 
 
-def _dns_json(results: tuple[DnsResult, ...]) -> dict[str, Any]:
-    resolver = results[0].resolver if results else ""
+def _dns_json(results: tuple[DnsResult, ...], resolver: str) -> dict[str, Any]:
     mx: list[dict[str, Any]] = []
     addresses: list[str] = []
     errors: list[dict[str, str]] = []
@@ -86,7 +85,7 @@ def to_document(report: ProbeReport, source: str | None = None) -> dict[str, Any
     return {
         "target": report.target,
         "vantage": report.vantage(source),
-        "dns": _dns_json(report.dns),
+        "dns": _dns_json(report.dns, report.resolver),
         "addresses": [_address_json(a) for a in report.addresses],
         "findings": [_plain(f.to_json()) for f in findings_of(report)],
     }
@@ -113,7 +112,7 @@ def render_terminal(report: ProbeReport, console: Console, source: str | None = 
         f"[yellow]Vantage: {escape(report.vantage(source))}.[/] A firewall may treat Exchange "
         "Online's addresses differently; certificate and STARTTLS results hold for any sender."
     )
-    dns = _dns_json(report.dns)
+    dns = _dns_json(report.dns, report.resolver)
     if dns["mx"]:
         mx = ", ".join(f"{m['preference']} {m['host']}" for m in dns["mx"])
         console.print(f"MX: {escape(mx)}")
