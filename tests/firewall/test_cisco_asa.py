@@ -686,3 +686,49 @@ def test_tailspin_sample_covers_the_real_samples_style() -> None:
     result = parse_config(TAILSPIN, "asa.cfg")
     assert result.policy.rule_count() == 4
     assert IPSet.parse("40.92.0.0/15").issubset(result.policy.chains["OUTSIDE_IN"].rules[0].sources)
+
+
+PRE9_V6 = """\
+ASA Version 8.4(7)
+interface GigabitEthernet0/0
+ nameif outside
+ security-level 0
+ ip address 198.51.100.2 255.255.255.0
+ ipv6 address 2001:db8::2/64
+object service SMTP
+ service tcp destination eq smtp
+object-group service SVC
+ service-object object SMTP
+ service-object udp destination eq 53
+time-range WORKHOURS
+ periodic weekdays 8:00 to 18:00
+access-list OUT extended permit object-group SVC 40.92.0.0 255.254.0.0 interface outside log 6 interval 300
+access-list OUT extended permit object SMTP 104.47.0.0 255.255.128.0 interface outside time-range WORKHOURS
+ipv6 access-list OUT6 permit tcp 2a01:111:f400::/48 host 2001:db8::25 eq smtp
+ipv6 access-list OUT6 deny ip any any
+access-group OUT in interface outside
+access-group OUT6 in interface outside
+"""  # noqa: E501
+
+
+def test_pre9_ipv6_acl_bound_beside_the_ipv4_one_and_time_ranges() -> None:
+    result = parse(VENDOR, PRE9_V6)
+    assert result.issues == ()
+    assert result.policy.acl_name == "OUT,OUT6"
+    assert any("time-range WORKHOURS" in note for note in result.policy.notes)
+    # `interface outside` is the ASA's own address; service objects give protocol and port.
+    assert table(result, "198.51.100.2") == {
+        "40.92.0.0/15": ("permitted",),
+        "40.107.0.0/16": ("blocked", "40.107.0.0/16"),
+        "52.100.0.0/14": ("blocked", "52.100.0.0/14"),
+        "104.47.0.0/17": ("permitted",),
+    }
+    assert table(result, "2001:db8::25") == {
+        "2a01:111:f400::/48": ("permitted",),
+        "2a01:111:f403::/48": ("blocked", "2a01:111:f403::/48"),
+    }
+    remedy, _ = prove_remediation(VENDOR, PRE9_V6, "2001:db8::25")
+    assert remedy.lines[-1] == (
+        "ipv6 access-list OUT6 line 2 permit tcp object-group EOP_SMTP_SOURCES "
+        "host 2001:db8::25 eq smtp"
+    )

@@ -1282,18 +1282,25 @@ def filtering_acls(config: AsaConfig) -> list[str]:
     ]
 
 
+def _is_ipv6_acl(config: AsaConfig, name: str) -> bool:
+    aces = [a for a in config.acls.get(name, []) if not a.remark]
+    return bool(aces) and all(a.ipv6_only for a in aces)
+
+
 def select_acl(config: AsaConfig, options: ParseOptions) -> Selection:
     globals_ = [b[0] for b in config.bindings if b[1] == "global"]
     wanted_ifc = options.interface
     if options.acl:
-        if options.acl not in config.acls:
-            known = ", ".join(sorted(config.acls)) or "none"
-            raise FirewallParseError(
-                f"{config.path}: no access-list named {options.acl!r} (ACLs found: {known})"
-            )
-        bound = [b for b in config.bindings if b[0] == options.acl and b[1] == "in"]
+        wanted = tuple(a.strip() for a in options.acl.split(",") if a.strip())
+        for name in wanted:
+            if name not in config.acls:
+                known = ", ".join(sorted(config.acls)) or "none"
+                raise FirewallParseError(
+                    f"{config.path}: no access-list named {name!r} (ACLs found: {known})"
+                )
+        bound = [b for b in config.bindings if b[0] in wanted and b[1] == "in"]
         return Selection(
-            (options.acl, *[g for g in globals_ if g != options.acl]),
+            (*wanted, *[g for g in globals_ if g not in wanted]),
             bound[0][2] if bound else "",
             "chosen with --acl",
         )
@@ -1304,13 +1311,23 @@ def select_acl(config: AsaConfig, options: ParseOptions) -> Selection:
         else outside_interfaces(config)
     )
     for ifc in candidates:
-        for acl, _direction, bound_ifc, _line in inbound:
-            if bound_ifc.lower() == ifc.nameif.lower() and acl in config.acls:
-                return Selection(
-                    (acl, *[g for g in globals_ if g != acl]),
-                    ifc.nameif,
-                    f"bound inbound on interface {ifc.nameif} (security-level {ifc.level})",
-                )
+        on_ifc = [
+            acl
+            for acl, _direction, bound_ifc, _line in inbound
+            if bound_ifc.lower() == ifc.nameif.lower() and acl in config.acls
+        ]
+        if not on_ifc:
+            continue
+        # A later binding replaces an earlier one; before 9.0 an `ipv6 access-list` is bound
+        # beside the IPv4 one.
+        v6_lists = [a for a in on_ifc if _is_ipv6_acl(config, a)]
+        v4_lists = [a for a in on_ifc if not _is_ipv6_acl(config, a)]
+        chosen = tuple(x[-1] for x in (v4_lists, v6_lists) if x)
+        return Selection(
+            (*chosen, *[g for g in globals_ if g not in chosen]),
+            ifc.nameif,
+            f"bound inbound on interface {ifc.nameif} (security-level {ifc.level})",
+        )
     if globals_:
         ifc_name = candidates[0].nameif if candidates else ""
         return Selection(tuple(globals_), ifc_name, "the global access-group")
@@ -1565,15 +1582,32 @@ def _deciding_denies(check: RangeCheck) -> list[int]:
     return lines
 
 
+def _ace_command(config: AsaConfig, acl: str, position: int | None, body: str) -> str:
+    """An ACE in the ACL's own form: `access-list X [line N] extended ...` or `ipv6 ...`."""
+    at = f" line {position}" if position is not None else ""
+    if _is_ipv6_acl(config, acl):
+        return f"ipv6 access-list {acl}{at} {body}"
+    return f"access-list {acl}{at} extended {body}"
+
+
 def plan_patches(config: AsaConfig, selection: Selection, check: RangeCheck) -> list[_Patch]:
     """Candidate patches, least intrusive first; the caller keeps the first that verifies."""
     missing = check.missing
     evaluation = check.evaluation
     port = evaluation.port
     port_words = "eq smtp" if port == 25 else f"eq {port}"
-    acl = selection.acls[0] if selection.acls else _unique_acl_name(config, "OUTSIDE_IN")
     patches: list[_Patch] = []
     ace = _permitting_ace(config, check, selection.acls)
+    denies = _deciding_denies(check)
+    acl_of_line = {a.line: a.acl for name in selection.acls for a in config.acls.get(name, [])}
+    if denies and min(denies) in acl_of_line:
+        acl = acl_of_line[min(denies)]
+    elif ace is not None:
+        acl = ace.acl
+    elif selection.acls:
+        acl = selection.acls[0]
+    else:
+        acl = _unique_acl_name(config, "OUTSIDE_IN")
     network_lines = _network_object_lines(missing)
     if ace is not None and ace.source is not None and ace.source.group in config.groups:
         group = config.groups[ace.source.group]
@@ -1610,10 +1644,8 @@ def plan_patches(config: AsaConfig, selection: Selection, check: RangeCheck) -> 
         ace_port = ""
     else:
         ace_port = f" {port_words}"
-    new_ace = (
-        f"access-list {acl} extended permit tcp object-group {new_group} {dst_words}{ace_port}"
-    )
-    denies = _deciding_denies(check)
+    body = f"permit tcp object-group {new_group} {dst_words}{ace_port}"
+    new_ace = _ace_command(config, acl, None, body)
     entries = config.acls.get(acl, [])
     before_line: int | None = min(denies) if denies else None
     if before_line is None and ace is not None:
@@ -1625,8 +1657,7 @@ def plan_patches(config: AsaConfig, selection: Selection, check: RangeCheck) -> 
     inserts: list[tuple[int, tuple[str, ...]]] = []
     if before_line is not None:
         position = _acl_position(config, acl, before_line)
-        shown = f"access-list {acl} line {position} extended permit tcp object-group {new_group} "
-        shown += f"{dst_words}{ace_port}"
+        shown = _ace_command(config, acl, position, body)
         inserts.append((before_line - 1, (new_ace,)))
         where = f"at line {position} of access-list {acl}, before the entry that would deny it"
     else:
@@ -1684,7 +1715,7 @@ def remediate_text(text: str, result: ParseResult, check: RangeCheck) -> Remedia
             return None
         return Remediation((), "Every published range is permitted.", None, (), cleanup)
     selection = _selection_of(result.policy)
-    options = ParseOptions(acl=selection.acls[0]) if selection.acls else ParseOptions()
+    options = ParseOptions(acl=",".join(selection.acls)) if selection.acls else ParseOptions()
     warnings: list[str] = []
     tried: list[str] = []
     published = [v.range for v in check.verdicts]
