@@ -146,8 +146,11 @@ def test_tailspin_stale_range_and_cleanup() -> None:
     assert check.stale_cidrs == ["65.55.88.0/24"]
     remedy = remediate_text(TAILSPIN, result, check)
     assert remedy is not None
-    # The stale range sits in an object, not inline, so no group line can be removed blindly.
-    assert remedy.cleanup == ()
+    # The stale range sits in an object inside the group: remove the group's reference.
+    assert remedy.cleanup == (
+        "object-group network EOP",
+        " no network-object object EOP-OLD-65.55.88",
+    )
 
 
 def test_tailspin_remediation_adds_to_the_admins_group() -> None:

@@ -1689,11 +1689,18 @@ def stale_cleanup(config: AsaConfig, check: RangeCheck) -> tuple[str, ...]:
         return ()
     lines: list[str] = []
     for group in config.groups.values():
-        removals = [
-            f" no network-object {m.value}"
-            for m in group.members
-            if m.kind == "net" and m.addresses and m.addresses.issubset(check.stale)
-        ]
+        removals: list[str] = []
+        for member in group.members:
+            if member.kind == "net":
+                addresses = member.addresses
+                words = member.value
+            elif member.kind == "object":
+                addresses = resolve_object(config, member.value).addresses
+                words = f"object {member.value}"
+            else:
+                continue
+            if addresses and addresses.issubset(check.stale):
+                removals.append(f" no network-object {words}")
         if removals:
             lines.extend([f"object-group network {group.name}", *removals])
     return tuple(lines)
