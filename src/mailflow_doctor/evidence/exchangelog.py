@@ -201,6 +201,69 @@ def tracking_row_shape(line: str) -> bool:
     return event.isupper() and event.isalpha() and fields[7].isupper()
 
 
+_LOG_NAME_SERVER = re.compile(
+    r"^(?P<server>.+?)[_\-. ]+(?:RECV|SEND|MSGTRK[A-Z]{0,2})\d{6,10}", re.IGNORECASE
+)
+_GENERIC_DIRS = frozenset(
+    {
+        "transportroles",
+        "logs",
+        "frontend",
+        "hub",
+        "edge",
+        "mailbox",
+        "protocollog",
+        "smtpreceive",
+        "smtpsend",
+        "messagetracking",
+        "delivery",
+        "submission",
+        "v14",
+        "v15",
+        "exchange server",
+        "microsoft",
+        "program files",
+        "evidence",
+        "logs_export",
+    }
+)
+_LOG_DIRS = frozenset(
+    {
+        "transportroles",
+        "logs",
+        "frontend",
+        "hub",
+        "edge",
+        "protocollog",
+        "smtpreceive",
+        "smtpsend",
+        "messagetracking",
+    }
+)
+
+
+def server_from_path(display: str) -> str:
+    """Guess the server from where the admin collected the file: `EX01/SmtpReceive/RECV...`.
+
+    Returns "" when the path names no server (a bare file name, a default install path).
+    """
+    parts = [p for p in re.split(r"[\\/!]", display) if p]
+    if not parts:
+        return ""
+    name_hint = _LOG_NAME_SERVER.match(parts[-1])
+    if name_hint:
+        return name_hint.group("server")
+    folders = parts[:-1]
+    for index, part in enumerate(folders):
+        if part.lower() in _LOG_DIRS and index > 0:
+            candidate = folders[index - 1]
+            low = candidate.lower()
+            if low in _GENERIC_DIRS or low.endswith(":") or low.startswith(("tmp", "mailflow-")):
+                return ""
+            return candidate
+    return ""
+
+
 @dataclass(frozen=True)
 class LogRow:
     """One data row with its 1-based line number and the header in force where it was read."""

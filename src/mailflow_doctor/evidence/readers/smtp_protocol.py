@@ -24,6 +24,7 @@ from mailflow_doctor.evidence.exchangelog import (
     parse_log_time,
     protocol_row_shape,
     read_header,
+    server_from_path,
 )
 from mailflow_doctor.evidence.records import LogSpan, SmtpSession, TlsCertificateSeen
 from mailflow_doctor.evidence.registry import register_reader
@@ -47,54 +48,6 @@ _INTERNAL_ID = re.compile(r"\[InternalId=([^,\]]+)")
 _ADDRESS = re.compile(r"<([^>]*)>")
 _DN_START = re.compile(r"(?<=[^,]) (?=[A-Za-z][A-Za-z0-9.]*=)")
 _HEX = re.compile(r"^[0-9A-Fa-f]{16,}$")
-_LOG_NAME_SERVER = re.compile(r"^(?P<server>.+?)[_\-. ]+(?:RECV|SEND)\d{6,10}", re.IGNORECASE)
-_GENERIC_DIRS = frozenset(
-    {
-        "transportroles",
-        "logs",
-        "frontend",
-        "hub",
-        "edge",
-        "mailbox",
-        "protocollog",
-        "smtpreceive",
-        "smtpsend",
-        "delivery",
-        "submission",
-        "v14",
-        "v15",
-        "exchange server",
-        "microsoft",
-        "program files",
-        "evidence",
-        "logs_export",
-    }
-)
-_LOG_DIRS = frozenset(
-    {"transportroles", "logs", "frontend", "hub", "edge", "protocollog", "smtpreceive", "smtpsend"}
-)
-
-
-def server_from_path(display: str) -> str:
-    """Guess the server from where the admin collected the file: `EX01/SmtpReceive/RECV...`.
-
-    Returns "" when the path names no server (a bare file name, a default install path).
-    """
-    parts = [p for p in re.split(r"[\\/!]", display) if p]
-    if not parts:
-        return ""
-    name_hint = _LOG_NAME_SERVER.match(parts[-1])
-    if name_hint:
-        return name_hint.group("server")
-    folders = parts[:-1]
-    for index, part in enumerate(folders):
-        if part.lower() in _LOG_DIRS and index > 0:
-            candidate = folders[index - 1]
-            low = candidate.lower()
-            if low in _GENERIC_DIRS or low.endswith(":") or low.startswith(("tmp", "mailflow-")):
-                return ""
-            return candidate
-    return ""
 
 
 def split_endpoint(text: str) -> tuple[str, int | None]:
