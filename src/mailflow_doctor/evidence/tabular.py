@@ -280,13 +280,14 @@ def read_rows(
         start = consumed[0].number
         if not values or (len(values) == 1 and not values[0].strip()):
             continue
-        if len(consumed) > 1 and len(values) < width:
-            # A stray quote swallowed the lines below it: read them again as their own rows.
+        if len(consumed) > 1 and (len(values) != width or consumed[0].truncated):
+            # A stray quote (or a line cut inside a quoted field) swallowed the lines below
+            # it: read them again as their own rows.
             first = feed.replay_after_first()
             ctx.warn(
                 doc,
                 start,
-                f"unbalanced quote: the row runs over {len(consumed)} lines and still has "
+                f"unbalanced quote: the row runs over {len(consumed)} lines and has "
                 f"{len(values)} of {width} fields; the lines below are read again on their own",
             )
             reader = csv.reader(feed, delimiter=shape.delimiter)
@@ -331,8 +332,12 @@ def read_format_list(
     A property line is `Name : value` (names padded so the colons align). Lines that are not
     property lines continue the previous value: the console wraps long values onto indented
     lines, and web pages re-wrap them without the indent and add blank lines between
-    properties. An object ends where a property name repeats. Never raises.
+    properties. The console breaks at a space when it can (the space is lost) and mid-word
+    only when a line is full, so a continuation is joined without a space only after a line
+    of the full console width. An object ends where a property name repeats. Never raises.
     """
+    width = max((len(line.rstrip()) for line in doc.head_lines(5000)), default=0)
+    previous_length = 0
     names: list[str] = []
     values: list[str] = []
     seen: set[str] = set()
@@ -353,6 +358,8 @@ def read_format_list(
         text = line.text.replace("\x00", "").rstrip()
         if not text.strip():
             continue
+        full_before = previous_length >= width
+        previous_length = len(text)
         match = _FL_KEY.match(text)
         if match:
             key = normalise_name(match["key"])
@@ -368,7 +375,11 @@ def read_format_list(
             values.append((match["value"] or "").strip()[:max_field])
         elif values:
             if len(values[-1]) + len(text) < max_field:
-                values[-1] = f"{values[-1]} {text.strip()}".strip()
+                hard_break = full_before and not (
+                    values[-1].endswith("]") and text.lstrip().startswith("[")
+                )
+                glue = "" if hard_break else " "
+                values[-1] = f"{values[-1]}{glue}{text.strip()}".strip()
             elif not cut:
                 cut = True
                 ctx.warn(doc, line.number, f"a value longer than {max_field} characters was cut")

@@ -161,8 +161,8 @@ class EacExtendedReportReader:
         columns = columns_of(doc)
         if columns is None or not columns.header.has(*_EXTENDED):
             return 0
-        if columns.format_list:
-            return 80
+        # `date_time_utc` is the EAC's own name; message tracking exports share the other
+        # columns (event_id, source, message_id), so this reader must outbid theirs.
         return 95 if columns.header.has("source") else 85
 
     def read(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
