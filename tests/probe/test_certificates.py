@@ -157,3 +157,48 @@ def test_starttls_offered_but_handshake_fails(
     # asyncio's TLS closes without an alert here; OpenSSL servers send one. Either way it is
     # a handshake failure, never "STARTTLS not supported".
     assert report.problems[0].data["reason"] in ("protocol", "closed")
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
+def test_tls_1_0_only_server_is_outdated(pki: Pki, tmp_path: Path, options: ProbeOptions) -> None:
+    context = server_context(pki.intermediate.issue(HOST), tmp_path)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.maximum_version = ssl.TLSVersion.TLSv1
+    with smtp_server(context) as port:
+        report = probe(HOST, replace(options, port=port))
+    assert _ids(report) == ["tls.protocol_outdated"]
+    assert report.problems[0].data["version"] == "TLSv1"
+
+
+def test_weak_key_and_signature(tmp_path: Path, options: ProbeOptions) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from probekit import _name
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 (the point)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(HOST))
+        .issuer_name(_name(HOST))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - DAY)
+        .not_valid_after(NOW + 300 * DAY)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), critical=False)
+        .sign(key, hashes.SHA256())  # cryptography no longer signs with SHA-1
+    )
+    issued = Issued(cert, key, [cert])  # type: ignore[arg-type]
+    from mailflow_doctor.probe.certs import TrustRoots
+
+    trusting = replace(options, roots=TrustRoots((cert,), "the weak certificate itself"))
+    cert_path, key_path = issued.write(tmp_path, "weak")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    context.load_cert_chain(cert_path, key_path)
+    with smtp_server(context) as port:
+        report = probe(HOST, replace(trusting, port=port))
+    assert _ids(report) == ["tls.certificate_weak"]
+    detail = report.problems[0].data["detail"]
+    assert "1024-bit" in detail

@@ -252,3 +252,36 @@ def test_many_addresses_end_by_the_overall_deadline(options: ProbeOptions, count
     ids = {p.id for p in report.problems}
     assert ids <= {"smtp.banner_invalid", "probe.incomplete"}
     assert "smtp.banner_invalid" in ids
+
+
+def test_starttls_refused_by_the_server(options: ProbeOptions) -> None:
+    def behave(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"220 hostile.example.test ESMTP\r\n")
+        read_line(conn)
+        conn.sendall(b"250-hostile.example.test\r\n250 STARTTLS\r\n")
+        read_line(conn)
+        conn.sendall(b"454 4.7.0 TLS not available due to local problem\r\n")
+        read_line(conn)
+
+    with RawServer(behave) as server:
+        report = _probe(server.port, options)
+    assert _ids(report) == ["tls.starttls_rejected"]
+    assert report.addresses[0].smtp is not None
+    assert report.addresses[0].smtp.starttls == "failed"
+    assert "454 4.7.0" in report.problems[0].data["detail"]
+
+
+def test_megabyte_ehlo_reply(options: ProbeOptions) -> None:
+    payload = b"250-" + b"B" * 1_000_000 + b"\r\n"
+
+    def behave(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"220 hostile.example.test ESMTP\r\n")
+        read_line(conn)
+        conn.sendall(payload)
+        stop.wait(3)
+
+    with RawServer(behave) as server:
+        report = _probe(server.port, options)
+    assert _ids(report) == ["smtp.reply_invalid"]
+    assert report.problems[0].data["step"] == "EHLO"
+    assert report.problems[0].data["reason"] == "line_too_long"
