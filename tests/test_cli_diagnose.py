@@ -298,3 +298,41 @@ def test_timezone_offsets_are_accepted() -> None:
     result = run("diagnose", str(EXAMPLE / "firewall"), "--timezone", "-05:00", "-f", "json")
     assert result.returncode in (0, 1), result.stderr
     json.loads(result.stdout)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_progress_bar_only_on_a_terminal() -> None:
+    import os
+    import pty
+
+    if not EXE.exists():
+        pytest.skip("mailflow-doctor is not installed in this environment")
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "COLUMNS": "100", "TERM": "xterm"}
+    proc = subprocess.Popen(
+        [str(EXE), "diagnose", str(EXAMPLE), "--format", "json"],
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env=env,
+    )
+    os.close(secondary)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout, _ = proc.communicate(timeout=120)
+    os.close(primary)
+    tty_err = b"".join(chunks).decode("utf-8", "replace")
+    assert "reading" in tty_err  # the bar was drawn on the terminal
+    assert json.loads(stdout)["root_cause"] == "firewall.eop_ranges_blocked"
+    quiet = subprocess.run(
+        [str(EXE), "demo", "--format", "json", "--quiet"],
+        capture_output=True,
+        check=False,
+    )
+    assert quiet.stderr == b""

@@ -337,3 +337,46 @@ def test_without_deferrals_a_serious_finding_can_still_be_the_cause() -> None:
     ranked, root = rank([candidate("firewall.eop_ranges_blocked", 0.8, ("4.4.316",))], Counter())
     assert root == "firewall.eop_ranges_blocked"
     del ranked
+
+
+def test_firewall_blocking_everything_beats_nothing_listening() -> None:
+    records = [defer(1), defer(20, msg="m2"), message("Pending", "m1")]
+    result = diagnose(bundle(*records, firewalls=(firewall("192.0.2.0/24"),)))
+    assert result.root_cause == "firewall.eop_ranges_blocked"
+    other = result.finding("smtp.nothing_listening")
+    assert other is not None
+    assert "Less supported" in other.ruled_out
+
+
+def test_deliveries_through_a_policy_that_blocks_everything_lower_confidence() -> None:
+    result = diagnose(bundle(*mixed_trace(), firewalls=(firewall("192.0.2.0/24"),)))
+    blocked = result.finding("firewall.eop_ranges_blocked")
+    assert blocked is not None
+    assert blocked.confidence < 0.7
+    assert any("NAT rule may be missing" in n for n in blocked.data["notes"])
+
+
+def test_one_server_uncovered_is_info_and_the_other_is_still_judged() -> None:
+    records = [
+        *mixed_trace(),
+        span("EX01", 0, 59),
+        span("EX02", 35, 59),
+        session("EX01", 12, "40.92.19.46"),
+    ]
+    result = diagnose(bundle(*records, firewalls=(firewall(*PERMITTED_EOP),)))
+    gap = result.finding("logs.coverage_gap")
+    assert gap is not None
+    assert gap.severity == Severity.INFO
+    assert gap.data["servers"] == ["EX02"]
+    absent = result.finding("logs.eop_sessions_absent")
+    assert absent is not None
+    assert absent.data["servers"] == ["EX01"]
+
+
+def test_logs_silence_from_every_eop_address_supports_nothing_listening() -> None:
+    records = [defer(1), defer(20, msg="m2"), span("EX01", 0, 59), session("EX01", 5, "10.0.0.9")]
+    result = diagnose(bundle(*records))
+    assert result.root_cause == "smtp.nothing_listening"
+    root = result.root
+    assert root is not None
+    assert any("no session from any Exchange Online" in c for c in root.data["corroboration"])

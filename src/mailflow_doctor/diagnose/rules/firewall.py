@@ -178,6 +178,14 @@ def _findings_for(
                 "Every attempt to this address was refused, yet the policy permits some "
                 "published ranges: something besides this gap refuses connections too."
             )
+        if tally.get("delivered") and all_blocked:
+            confidence -= 0.35
+            notes.append(
+                f"{tally['delivered']} deliveries to {destination} succeeded, yet this policy "
+                "as evaluated blocks every published range: the NAT rule may be missing from "
+                "the configuration given, or another ACL applies (try --to with the inside "
+                "address, or --acl)."
+            )
         cross = _action_cross_check(actions, refused, timeouts, policy.vendor)
         if cross:
             notes.append(cross[0])
