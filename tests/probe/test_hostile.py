@@ -285,3 +285,20 @@ def test_megabyte_ehlo_reply(options: ProbeOptions) -> None:
     assert _ids(report) == ["smtp.reply_invalid"]
     assert report.problems[0].data["step"] == "EHLO"
     assert report.problems[0].data["reason"] == "line_too_long"
+
+
+def test_escape_sequences_in_the_banner_are_neutralised(options: ProbeOptions) -> None:
+    def behave(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(b"220 evil\x1b[2J\x1b]0;owned\x07 ESMTP\r\n")
+        read_line(conn)
+        conn.sendall(b"250 evil.example.test\r\n")
+        read_line(conn)
+
+    with RawServer(behave) as server:
+        report = _probe(server.port, options)
+    assert report.addresses[0].smtp is not None
+    banner = report.addresses[0].smtp.banner
+    assert "\x1b" not in banner
+    assert "\x07" not in banner
+    assert banner.startswith("220 evil?[2J")
+    assert _ids(report) == ["tls.starttls_missing"]

@@ -32,7 +32,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from mailflow_doctor.probe.problems import ERROR, WARNING, ProbeProblem, place
+from mailflow_doctor.probe.problems import ERROR, WARNING, ProbeProblem, place, safe_text
 
 EXPIRY_WARNING_DAYS = 30
 EXO_CERT_CODE = "4.4.317"
@@ -150,10 +150,10 @@ def describe(cert: x509.Certificate) -> CertInfo:
         sans.extend(extension.value.get_values_for_type(x509.DNSName))
         sans.extend(str(a) for a in extension.value.get_values_for_type(x509.IPAddress))
     return CertInfo(
-        subject=cert.subject.rfc4514_string(),
-        issuer=cert.issuer.rfc4514_string(),
-        common_name=_common_name(cert),
-        sans=tuple(sans),
+        subject=safe_text(cert.subject.rfc4514_string(), 300),
+        issuer=safe_text(cert.issuer.rfc4514_string(), 300),
+        common_name=safe_text(_common_name(cert), 300),
+        sans=tuple(safe_text(s, 300) for s in sans[:100]),
         has_san=has_san,
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,

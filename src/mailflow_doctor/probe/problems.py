@@ -37,3 +37,11 @@ class ProbeProblem:
 def place(host: str, address: str) -> str:
     """`mail.contoso.com (192.0.2.25)`, or just the address when that is what was probed."""
     return address if not host or host == address else f"{host} ({address})"
+
+
+def safe_text(text: str, limit: int = 1000) -> str:
+    """Text a server sent, made safe to print: control characters (ANSI escapes) become '?'."""
+    cleaned = "".join(
+        "?" if (ord(ch) < 32 or 127 <= ord(ch) < 160) and ch != "\t" else ch for ch in text
+    )
+    return cleaned if len(cleaned) <= limit else cleaned[:limit] + "..."

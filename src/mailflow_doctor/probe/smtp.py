@@ -20,6 +20,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from mailflow_doctor.probe.problems import safe_text
+
 MAX_LINE = 4096  # bytes in one reply line (RFC 5321 allows 512; be generous, not unbounded)
 MAX_REPLY = 64 * 1024  # bytes in one (multi-line) reply
 MAX_HANDSHAKE = 512 * 1024  # bytes the server may send during the TLS handshake
@@ -158,7 +160,7 @@ class Channel:
                     R_GARBAGE, "a line that is not an SMTP reply", self.received, printable(raw)
                 )
             code = int(match.group(1))
-            lines.append(match.group(3).decode("utf-8", errors="replace").strip())
+            lines.append(safe_text(match.group(3).decode("utf-8", errors="replace").strip()))
             if match.group(2) != b"-":
                 return Reply(code, tuple(lines))
 

@@ -122,25 +122,35 @@ def render_terminal(report: ProbeReport, console: Console, source: str | None = 
         console.print(f"DNS: {escape(host['name'])}{escape(chain)} -> {escape(found)}")
     console.print(f"Resolver: {escape(dns['resolver'])}")
     if report.addresses:
-        table = Table("host", "address", "connect", "ms", "STARTTLS", "TLS", "certificate")
+        table = Table("host", "address", "connect", "ms", "STARTTLS", "TLS")
         for address in report.addresses:
             smtp = address.smtp
             tls = smtp.tls if smtp else None
-            leaf = address.chain[0] if address.chain else None
             table.add_row(
                 escape(address.host),
                 escape(f"{address.address}:{address.port}"),
                 address.connect,
                 str(address.ms),
                 smtp.starttls if smtp else "not_tried",
-                escape(f"{tls.version} {tls.cipher}") if tls and tls.ok else "",
-                escape(
-                    f"{leaf.subject}, until {leaf.not_after:%Y-%m-%d}, {len(address.chain)} sent"
-                )
-                if leaf
-                else "",
+                escape(tls.version) if tls and tls.ok else "",
             )
         console.print(table)
+    for address in report.addresses:
+        if address.smtp and address.smtp.banner:
+            console.print(f"{escape(address.address)} banner: {escape(address.smtp.banner)}")
+        tls = address.smtp.tls if address.smtp else None
+        if tls and tls.ok:
+            console.print(
+                f"{escape(address.address)} TLS: {escape(tls.version)} {escape(tls.cipher)}"
+            )
+        for index, cert in enumerate(address.chain):
+            label = "certificate" if index == 0 else f"  chain {index + 1}"
+            sans = f", SAN {', '.join(cert.sans[:8])}" if cert.sans else ""
+            console.print(
+                f"{escape(address.address)} {label}: {escape(cert.subject)}{escape(sans)}, "
+                f"valid {cert.not_before:%Y-%m-%d} to {cert.not_after:%Y-%m-%d}, "
+                f"issuer {escape(cert.issuer)}"
+            )
     findings = findings_of(report)
     if not findings:
         console.print(
