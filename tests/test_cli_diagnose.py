@@ -336,3 +336,20 @@ def test_progress_bar_only_on_a_terminal() -> None:
         check=False,
     )
     assert quiet.stderr == b""
+
+
+def test_a_bug_ends_in_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from mailflow_doctor.cli import app
+    from mailflow_doctor.cli import diagnose as command
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(command, "diagnose", broken)
+    monkeypatch.delenv("MAILFLOW_DOCTOR_DEBUG", raising=False)
+    result = CliRunner().invoke(app, ["demo", "--format", "json"])
+    assert result.exit_code == 2
+    assert "internal error: RuntimeError: boom" in result.output
+    assert "Traceback" not in result.output

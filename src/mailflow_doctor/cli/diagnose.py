@@ -158,14 +158,32 @@ def run(
     if cwd is not None:
         os.chdir(cwd)
     try:
-        bundle = _read(paths, endpoints, timezone_name, quiet, options, acl)
+        with _no_traceback():
+            bundle = _read(paths, endpoints, timezone_name, quiet, options, acl)
     finally:
         if cwd is not None:
             os.chdir(previous)
-    diagnosis = diagnose(bundle)
-    _warn(diagnosis, format, quiet)
-    emit(diagnosis, format, output)
+    with _no_traceback():
+        diagnosis = diagnose(bundle)
+        _warn(diagnosis, format, quiet)
+        emit(diagnosis, format, output)
     raise typer.Exit(diagnosis.exit_code)
+
+
+@contextmanager
+def _no_traceback() -> Iterator[None]:
+    """A bug still ends in one clear line, not a traceback (MAILFLOW_DOCTOR_DEBUG=1 shows it)."""
+    try:
+        yield
+    except (typer.Exit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if os.environ.get("MAILFLOW_DOCTOR_DEBUG"):
+            raise
+        fail(
+            f"internal error: {type(exc).__name__}: {exc}. Please report this "
+            "(run with MAILFLOW_DOCTOR_DEBUG=1 for details)."
+        )
 
 
 def _read(
