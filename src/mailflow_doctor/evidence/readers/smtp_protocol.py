@@ -180,13 +180,10 @@ class _Session:
         return "open"
 
     def freeze(self, doc: Document) -> SmtpSession:
-        server = self.server
-        if not server and self.direction == "send" and self.ehlo and "[" not in self.ehlo:
-            server = self.ehlo.split(".")[0].upper()  # the name we announced ourselves by
         return SmtpSession(
             ref=doc.ref(self.line, self.excerpt),
             direction=self.direction,
-            server=server,
+            server=self.server,
             connector=self.connector,
             session_id=self.session_id,
             start_utc=self.start,
