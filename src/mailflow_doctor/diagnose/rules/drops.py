@@ -15,7 +15,7 @@ from mailflow_doctor.diagnose.bundle import ref_list
 from mailflow_doctor.diagnose.checks import Context, check
 from mailflow_doctor.diagnose.facts import contradict, support, utc_iso
 from mailflow_doctor.diagnose.model import Finding, Severity
-from mailflow_doctor.diagnose.rules.trace import REFUSED, TIMEOUT
+from mailflow_doctor.diagnose.rules.trace import REFUSED, TIMEOUT, plural
 from mailflow_doctor.evidence.records import FirewallDrop
 from mailflow_doctor.knowledge.ipranges import IPSet
 
@@ -93,7 +93,9 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
         yield Finding(
             id="firewall.drops_from_eop",
             severity=Severity.ERROR,
-            title=f"Firewall denied {len(from_eop)} SMTP connections from Exchange Online",
+            title=(
+                f"Firewall denied {plural(len(from_eop), 'SMTP connection')} from Exchange Online"
+            ),
             summary=summary,
             confidence=0.85 if window is not None else 0.7,
             data={
@@ -118,7 +120,9 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
         yield Finding(
             id="firewall.drops_from_unpublished",
             severity=Severity.INFO,
-            title=f"{len(others)} TCP 25 denies from addresses outside the EOP ranges",
+            title=(
+                f"{plural(len(others), 'TCP 25 deny', 'TCP 25 denies')} from outside the EOP ranges"
+            ),
             summary=(
                 f"{len(sources_other)} sources outside the published Exchange Online ranges "
                 "were denied on TCP 25 during the deferral window. These are usually internet "

@@ -16,7 +16,7 @@ from mailflow_doctor.diagnose.bundle import FirewallEvidence
 from mailflow_doctor.diagnose.checks import Context, check
 from mailflow_doctor.diagnose.facts import contradict
 from mailflow_doctor.diagnose.model import Finding, Severity
-from mailflow_doctor.diagnose.rules.trace import REFUSED, TIMEOUT, is_ip
+from mailflow_doctor.diagnose.rules.trace import REFUSED, TIMEOUT, is_ip, plural
 from mailflow_doctor.evidence.document import SourceRef
 from mailflow_doctor.firewall.evaluate import EvaluationError, RangeCheck, check_ranges
 from mailflow_doctor.firewall.model import Action, Origin
@@ -283,7 +283,7 @@ def _findings_for(
         yield Finding(
             id="firewall.stale_eop_objects",
             severity=Severity.WARNING,
-            title=f"Firewall still permits {len(stale)} retired Exchange Online range(s)",
+            title=f"Firewall still permits {plural(len(stale), 'retired Exchange Online range')}",
             summary=(
                 f"{', '.join(stale)} {'is' if len(stale) == 1 else 'are'} permitted on TCP 25 "
                 "but no longer published for Exchange Online Protection. The allow-list was "

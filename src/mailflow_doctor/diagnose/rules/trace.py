@@ -34,6 +34,10 @@ REFUSED = "4.4.316"
 TIMEOUT = "4.4.315"
 
 
+def plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -166,7 +170,10 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
     yield Finding(
         id="trace.deferrals",
         severity=Severity.WARNING,
-        title=f"{len(deferrals) or len(pending)} deferred deliveries in the message trace",
+        title=(
+            f"{plural(len(deferrals) or len(pending), 'deferred delivery', 'deferred deliveries')}"
+            " in the message trace"
+        ),
         summary=summary,
         confidence=1.0,
         data={
@@ -195,8 +202,9 @@ def _shape_findings(
         if tally.refused and tally.delivered:
             share = tally.refused / (tally.refused + tally.delivered)
             text = (
-                f"{tally.delivered} deliveries to {target} succeeded while {tally.refused} "
-                f"attempts to the same address were refused (4.4.316)"
+                f"{plural(tally.delivered, 'delivery', 'deliveries')} to {target} succeeded "
+                f"while {plural(tally.refused, 'attempt')} to the same address "
+                f"{'was' if tally.refused == 1 else 'were'} refused (4.4.316)"
             )
             for confirmed in ("firewall.eop_ranges_blocked", "firewall.drops_from_eop"):
                 support(ctx.facts, confirmed, text + ".", refs, 0.04)
