@@ -192,31 +192,34 @@ def _run_addresses(
             reports.append(future.result())
             continue
         reason = "not finished by the overall deadline"
-        at = place(host, address)
         if future.done() and not future.cancelled() and future.exception() is not None:
             error = future.exception()
             reason = f"the probe failed: {type(error).__name__}: {error}"
-        reports.append(
-            AddressReport(
-                host,
-                address,
-                options.port,
-                tcp.NOT_TRIED,
-                0,
-                reason,
-                problems=(
-                    ProbeProblem(
-                        "probe.incomplete",
-                        WARNING,
-                        f"{at} was not fully probed",
-                        f"The probe of {address} was {reason}; raise --timeout to give it longer.",
-                        {"host": host, "address": address, "detail": reason},
-                    ),
-                ),
-                finished=False,
-            )
-        )
+        reports.append(incomplete(host, address, options.port, reason))
     return reports
+
+
+def incomplete(host: str, address: str, port: int, reason: str) -> AddressReport:
+    """An address the probe could not finish: said plainly, never guessed as a failure."""
+    at = place(host, address)
+    return AddressReport(
+        host,
+        address,
+        port,
+        tcp.NOT_TRIED,
+        0,
+        reason,
+        problems=(
+            ProbeProblem(
+                "probe.incomplete",
+                WARNING,
+                f"{at} was not fully probed",
+                f"The probe of {address} was {reason}; raise --timeout to give it longer.",
+                {"host": host, "address": address, "detail": reason},
+            ),
+        ),
+        finished=False,
+    )
 
 
 def probe_address(
@@ -231,10 +234,11 @@ def probe_address(
     """Connect, converse, judge the certificate, look up the PTR: one address, one report."""
     where = {"host": host, "address": address}
     at = place(host, address)
-    remaining = deadline - time.monotonic()
-    result, sock = tcp.connect(
-        address, options.port, min(options.step_timeout, max(0.01, remaining)), options.source
-    )
+    budget = min(options.step_timeout, deadline - time.monotonic())
+    if budget < min(options.step_timeout, 1.0) / 2:
+        # Too little time left to tell a silent drop from a slow answer: do not guess.
+        return incomplete(host, address, options.port, "left no time by the overall deadline")
+    result, sock = tcp.connect(address, options.port, budget, options.source)
     ptr = None
     if lookup is not None and options.reverse_dns and time.monotonic() < deadline:
         ptr = reverse(lookup, address)

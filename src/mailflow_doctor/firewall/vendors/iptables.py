@@ -318,6 +318,8 @@ class _RuleBuilder:
                     word = tokens[index]
                     if word.startswith("-") and len(word) > 1:
                         break
+                    if word == "!" and args:
+                        break  # negates the next option
                     index += 1
                     if word == "!":
                         negate = True  # old style: `-s ! 1.2.3.4`

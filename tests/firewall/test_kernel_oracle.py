@@ -1,0 +1,137 @@
+"""The kernel oracle: random iptables and nftables policies, judged by the real Linux kernel.
+
+Each generated policy is loaded into a firewall inside network namespaces this test creates;
+a client with 272 documentation source addresses connects to a real SMTP greeter behind it, and
+what the kernel did (connected / refused / timed out) must equal what the parser and the
+evaluator predict for every source: permitted -> connected, reject -> refused, deny (silent
+drop) -> timed out. The default run checks a fixed, derandomised sample; `-m slow` runs 600.
+Any disagreement is a bug in the parser or the evaluator; such cases are kept below as
+regression tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from netns import FirewallLab, lab_unavailable
+from oracle_policies import Spec, render_iptables, render_nftables, specs
+
+from mailflow_doctor.firewall.evaluate import evaluate
+from mailflow_doctor.firewall.model import Action
+from mailflow_doctor.firewall.registry import ParseOptions
+from mailflow_doctor.firewall.vendors.iptables import parse_iptables
+from mailflow_doctor.firewall.vendors.nftables import parse_nftables
+
+pytestmark = pytest.mark.netns
+
+EXPECTED = {Action.PERMIT: "connected", Action.REJECT: "refused", Action.DENY: "timeout"}
+STATS: dict[str, int] = {"policies": 0, "agreed": 0, "connections": 0}
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[FirewallLab]:
+    reason = lab_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with FirewallLab() as built:
+        yield built
+
+
+def predicted(text: str, vendor: str, destination: str, lab: FirewallLab) -> dict[str, str]:
+    options = ParseOptions(interface=lab.outside_interface)
+    parse = parse_iptables if vendor == "iptables" else parse_nftables
+    result = parse(text, "oracle", options)
+    evaluation = evaluate(result.policy, destination, 25)
+    answer: dict[str, str] = {}
+    permitted = evaluation.permitted()
+    for source in lab.sources:
+        if source in permitted:
+            answer[source] = "connected"
+            continue
+        # Several entry chains: the first one that does not accept decides.
+        answer[source] = next(
+            (
+                EXPECTED[d.action]
+                for d in evaluation.decisions
+                if d.action != Action.PERMIT and source in d.sources
+            ),
+            "no decision",
+        )
+    return answer
+
+
+def judge(lab: FirewallLab, vendor: str, text: str, destination: str) -> None:
+    if vendor == "iptables":
+        lab.load_iptables(text)
+    else:
+        lab.load_nftables(text)
+    seen = lab.connect_all(destination)
+    expected = predicted(text, vendor, destination, lab)
+    STATS["policies"] += 1
+    STATS["connections"] += len(seen)
+    wrong = {s: (expected[s], seen[s]) for s in lab.sources if expected[s] != seen[s]}
+    if wrong:
+        sample = dict(list(wrong.items())[:12])
+        raise AssertionError(
+            f"{vendor} policy to {destination}: {len(wrong)} of {len(seen)} sources disagree "
+            f"(source: (predicted, kernel)) {sample}\n{text}"
+        )
+    STATS["agreed"] += 1
+
+
+def _check(lab: FirewallLab, spec: Spec, vendor: str) -> None:
+    render = render_iptables if vendor == "iptables" else render_nftables
+    judge(lab, vendor, render(spec, lab.outside_interface), spec.destination)
+
+
+ORACLE = settings(
+    max_examples=14,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+SLOW = settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@ORACLE
+@given(spec=specs(nft=False))
+def test_iptables_policies_agree_with_the_kernel(lab: FirewallLab, spec: Spec) -> None:
+    _check(lab, spec, "iptables")
+
+
+@ORACLE
+@given(spec=specs(nft=True))
+def test_nftables_policies_agree_with_the_kernel(lab: FirewallLab, spec: Spec) -> None:
+    _check(lab, spec, "nftables")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@SLOW
+@given(spec=specs(nft=False))
+def test_many_iptables_policies_agree_with_the_kernel(lab: FirewallLab, spec: Spec) -> None:
+    _check(lab, spec, "iptables")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@SLOW
+@given(spec=specs(nft=True))
+def test_many_nftables_policies_agree_with_the_kernel(lab: FirewallLab, spec: Spec) -> None:
+    _check(lab, spec, "nftables")
+
+
+def test_oracle_report(lab: FirewallLab) -> None:
+    """Says how many policies the oracle judged in this run (visible with -s)."""
+    print(
+        f"kernel oracle: {STATS['agreed']}/{STATS['policies']} policies agreed "
+        f"({STATS['connections']} connections)"
+    )
