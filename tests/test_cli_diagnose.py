@@ -182,6 +182,10 @@ def test_demo_json_names_the_firewall_gap_per_contract() -> None:
     paths = [e["path"] for e in doc["evidence"]]
     assert all(p.startswith("tailspin/") for p in paths)
     assert "unrecognised" not in {e["kind"] for e in doc["evidence"]}
+    # The example must stay readable by every reader without a single complaint.
+    assert [e["warnings"] for e in doc["evidence"] if e["warnings"]] == []
+    kinds = {e["kind"] for e in doc["evidence"]}
+    assert {"exo.message_trace", "exo.message_trace_detail", "firewall.cisco-asa"} <= kinds
     for finding in doc["findings"][1:]:
         assert finding["root_cause"] is False
     stale = next(f for f in doc["findings"] if f["id"] == "firewall.stale_eop_objects")

@@ -17,7 +17,7 @@ from mailflow_doctor.diagnose.facts import contradict, support, utc_iso
 from mailflow_doctor.diagnose.model import Finding, Severity
 from mailflow_doctor.diagnose.rules.trace import REFUSED, TIMEOUT, plural
 from mailflow_doctor.evidence.records import FirewallDrop
-from mailflow_doctor.knowledge.ipranges import IPSet
+from mailflow_doctor.knowledge.ipranges import IPSet, ip_sort_key
 
 WINDOW_SLACK = timedelta(minutes=30)
 TCP = frozenset({"tcp", "6", ""})
@@ -58,8 +58,8 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
             " during the deferrals" if window is not None else " (no message trace to align with)"
         )
         summary = (
-            f"{len(from_eop)} deny entries for TCP 25 from {len(sources.cidrs())} Exchange "
-            f"Online addresses{window_text}, in {', '.join(hit)}. "
+            f"{len(from_eop)} deny entries for TCP 25 from {len({d.src_ip for d in from_eop})} "
+            f"Exchange Online addresses{window_text}, in {', '.join(hit)}. "
             "These are deliveries Exchange Online attempted and the firewall turned away."
         )
         permitted = ctx.facts.get("firewall_permitted")
@@ -101,7 +101,7 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
             data={
                 "count": len(from_eop),
                 "source_ranges": hit,
-                "sources": sources.cidrs()[:50],
+                "sources": sorted({d.src_ip for d in from_eop}, key=ip_sort_key)[:50],
                 "destinations": sorted({d.dst_ip for d in from_eop}),
                 "first_utc": utc_iso(first),
                 "last_utc": utc_iso(last),
@@ -116,7 +116,7 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
             explains=(REFUSED, TIMEOUT),
         )
     if others and window is not None:
-        sources_other = sorted({d.src_ip for d in others})
+        sources_other = sorted({d.src_ip for d in others}, key=ip_sort_key)
         yield Finding(
             id="firewall.drops_from_unpublished",
             severity=Severity.INFO,
