@@ -284,7 +284,10 @@ def _print_sessions(
         return
 
     def render(console: Console) -> None:
-        table = Table("time (UTC)", "server", "remote IP", "EHLO", "TLS", "outcome")
+        table = Table("time (UTC)", "server", "remote IP")
+        table.add_column("EHLO", overflow="fold")
+        table.add_column("TLS")
+        table.add_column("outcome")
         for s in sessions:
             when = s.start_utc.strftime("%Y-%m-%d %H:%M:%S") if s.start_utc else "?"
             if s.tls_negotiated:
