@@ -202,3 +202,13 @@ def test_weak_key_and_signature(tmp_path: Path, options: ProbeOptions) -> None:
     assert _ids(report) == ["tls.certificate_weak"]
     detail = report.problems[0].data["detail"]
     assert "1024-bit" in detail
+
+
+def test_wrong_intermediate_sent(pki: Pki, tmp_path: Path, options: ProbeOptions) -> None:
+    """The server sends an intermediate of another CA: the right one is still missing."""
+    issued = pki.intermediate.issue(HOST, send_chain=False)
+    issued.chain.append(TestCA("Unrelated Root").intermediate("Unrelated Intermediate").cert)
+    report = _probe_with(issued, tmp_path, options)
+    assert _ids(report) == ["tls.chain_incomplete"]
+    assert "another chain" in report.problems[0].data["detail"]
+    assert report.problems[0].data["missing_issuer"] == "CN=Probe Test Intermediate CA"

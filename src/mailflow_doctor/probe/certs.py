@@ -538,6 +538,25 @@ def _chain_problem(
     last_info = infos[-1]
     root_names = {r.subject for r in roots.certificates}
     issuer_is_root = last.issuer in root_names
+    leaf = certs[0]
+    if leaf.issuer not in root_names and all(c.subject != leaf.issuer for c in certs[1:]):
+        detail = f"the issuer of the server certificate, {infos[0].issuer}, was not sent"
+        if len(certs) > 1:
+            detail += f"; the {len(certs) - 1} other certificate(s) sent belong to another chain"
+        detail += " and it is not a trusted root"
+        return ProbeProblem(
+            "tls.chain_incomplete",
+            ERROR,
+            f"{at} does not send the intermediate certificate(s)",
+            f"{detail[0].upper()}{detail[1:]}. Exchange Online does not fetch missing "
+            "intermediates and defers with 4.4.317 UntrustedRoot.",
+            {**where, "detail": detail, "missing_issuer": infos[0].issuer, **thumb},
+            (
+                "Install the CA's intermediate certificate(s) on every server (Local Computer "
+                "> Intermediate Certification Authorities) so the full chain is sent.",
+            ),
+            exo_code=EXO_CERT_CODE,
+        )
     if last_info.self_signed:
         detail = (
             f"the chain ends at {last_info.subject}, a root that is not trusted "
@@ -551,24 +570,6 @@ def _chain_problem(
             "with 4.4.317 UntrustedRoot.",
             {**where, "detail": detail, "verifier": failure, **thumb},
             ("Use a certificate from a public CA that Microsoft trusts.",),
-            exo_code=EXO_CERT_CODE,
-        )
-    if not issuer_is_root and (len(certs) == 1 or not last_info.is_ca):
-        detail = (
-            f"the server sent only {len(certs)} certificate(s); the issuer "
-            f"{last_info.issuer} was not sent and is not a trusted root"
-        )
-        return ProbeProblem(
-            "tls.chain_incomplete",
-            ERROR,
-            f"{at} does not send the intermediate certificate(s)",
-            f"{detail[0].upper()}{detail[1:]}. Exchange Online does not fetch missing "
-            "intermediates and defers with 4.4.317 UntrustedRoot.",
-            {**where, "detail": detail, "missing_issuer": last_info.issuer, **thumb},
-            (
-                "Install the CA's intermediate certificate(s) on every server (Local Computer "
-                "> Intermediate Certification Authorities) so the full chain is sent.",
-            ),
             exo_code=EXO_CERT_CODE,
         )
     detail = (
