@@ -16,6 +16,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from mailflow_doctor.evidence.culturetime import parse_culture_time
 from mailflow_doctor.evidence.records import ParsedReason
@@ -40,7 +41,7 @@ _CODE = re.compile(r"^(?P<smtp>[2-5]\d\d)(?:[ -](?P<enh>[2-5]\.\d{1,3}\.\d{1,3})
 _CODE_ANYWHERE = re.compile(
     r"(?<![\w.])(?P<smtp>[2-5]\d\d)[ -](?P<enh>[2-5]\.\d{1,3}\.\d{1,3})(?![\w.])"
 )
-_BRACE_START = re.compile(r"(?:^|(?<=\[)|(?<=\};))\{(?P<key>[A-Za-z][A-Za-z0-9 _-]{0,40})=")
+_BRACE_KEY = re.compile(r"\{(?P<key>[A-Za-z][A-Za-z0-9 _-]{0,40})=")
 _KEY_VALUE = re.compile(r"^\s*(?P<key>[A-Za-z][A-Za-z0-9 _-]{0,40}?)\s*=\s*(?P<value>.*)$", re.S)
 _EOP_SERVER = re.compile(
     r"^\s*(?P<host>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
@@ -69,6 +70,19 @@ _QUOTED_REPLY = re.compile(
     r"(?P<q>['\"])(?P<body>[2-5]\d\d[ -][2-5]\.\d{1,3}\.\d{1,3}(?![\w.]).*?)(?P=q)"
     r"(?=$|[\s.,;:)\]}'\"])"
 )
+_CERT_WORDS = (
+    "SubjectMismatch",
+    "CertificateExpired",
+    "UntrustedRoot",
+    "Revocation",
+    "RevokedCertificate",
+    "PartialChain",
+    "ChainNotTrusted",
+    "UnknownExpectedTlsDomain",
+    "CertificateValidationFailed",
+)
+_KEY_NOISE = re.compile(r"[\s_-]")
+_BRACKET = re.compile(r"[\[\]]")
 _EXPIRED = re.compile(r"\bMessage\s+expired\b|QUEUE\.Expired", re.IGNORECASE)
 
 # Facts that a nested hop may know when the outer line does not (the target, the socket error).
@@ -145,6 +159,11 @@ def split_endpoint(value: str) -> tuple[str | None, int | None]:
 
 
 def _ip(text: str) -> str | None:
+    return _ip_cached(text) if len(text) <= 64 else None
+
+
+@lru_cache(maxsize=4096)
+def _ip_cached(text: str) -> str | None:
     try:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:
@@ -159,8 +178,9 @@ def _port(text: str) -> int | None:
 
 def _normalise(text: str) -> str:
     text = text[:MAX_REASON_CHARS].replace("\x00", "")
-    text = _BR.sub(" ", text)
-    return _WS.sub(" ", text).strip()
+    if "<" in text:
+        text = _BR.sub(" ", text)
+    return " ".join(text.split())
 
 
 @dataclass
@@ -178,7 +198,7 @@ class _Acc:
 
 def _parse_top(text: str) -> ParsedReason:
     normal = _normalise(text)
-    hops = list(_HOP.finditer(normal))
+    hops = list(_HOP.finditer(normal)) if "erver at" in normal else []
     if not hops:
         return _finish(text, normal, 0)
     first = _hop_reason(text, normal, hops, 0)
@@ -298,7 +318,8 @@ def _read(text: str, acc: _Acc, depth: int) -> None:
     _read_core(core, acc, depth)
     # Text anywhere in the reason (inside or after the braces) may hold these.
     whole = body
-    for pattern, name in ((_PROXY_IP, "OutboundProxyTargetIP"), (_PROXY_HOST, None)):
+    proxies = (_PROXY_IP, "OutboundProxyTargetIP"), (_PROXY_HOST, None)
+    for pattern, name in proxies if "outboundproxytarget" in body.lower() else ():
         match = pattern.search(whole)
         if not match:
             continue
@@ -322,13 +343,20 @@ def _looks_like_host(value: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?", value)) and value != ""
 
 
+@lru_cache(maxsize=1024)
 def _key(key: str) -> str:
-    return re.sub(r"[\s_-]", "", key).lower()
+    return _KEY_NOISE.sub("", key).lower()
 
 
 def _brace_groups(body: str) -> tuple[list[tuple[str, str]], str] | None:
     """`[{K=v};{K=v}]tail` -> ([(K, v), ...], tail); None when the text has no such groups."""
-    starts = list(_BRACE_START.finditer(body))
+    starts = [
+        match
+        for match in _BRACE_KEY.finditer(body)
+        if match.start() == 0
+        or body[match.start() - 1] == "["
+        or body[max(0, match.start() - 2) : match.start()] == "};"
+    ]
     if not starts or starts[0].start() > 2:
         return None
     groups: list[tuple[str, str]] = []
@@ -393,7 +421,7 @@ def _read_core(core: str, acc: _Acc, depth: int) -> None:
             _add_chain(inner, acc, depth)
     text, brackets = _bracket_groups(rest)
     acc.put("text", text.strip().rstrip() or None)
-    if _EXPIRED.search(core):
+    if "xpired" in core and _EXPIRED.search(core):
         acc.values["expired"] = True
     for content in brackets:
         kv = _KEY_VALUE.match(content)
@@ -465,14 +493,15 @@ def _bracket_groups(text: str) -> tuple[str, list[str]]:
     groups: list[str] = []
     depth = 0
     start = 0
-    for index, char in enumerate(text):
-        if char == "[":
+    for match in _BRACKET.finditer(text):
+        index = match.start()
+        if text[index] == "[":
             if depth == 0:
                 if lead_end is None:
                     lead_end = index
                 start = index + 1
             depth += 1
-        elif char == "]" and depth > 0:
+        elif depth > 0:
             depth -= 1
             if depth == 0:
                 groups.append(text[start:index])
@@ -483,29 +512,36 @@ def _bracket_groups(text: str) -> tuple[str, list[str]]:
 
 
 def _read_facts(text: str, acc: _Acc) -> None:
-    """Facts recognised by their words wherever they stand."""
-    socket = _SOCKET.search(text)
-    if socket:
-        acc.put("socket_error", int(socket["n"]))
-    win32 = _WIN32.search(text)
-    if win32:
-        acc.put("win32_error", int(win32["n"]))
-    thumb = _THUMB.search(text)
-    if thumb:
-        acc.put("certificate_thumbprint", thumb["t"].upper())
-    cert = _CERT_ERROR.search(text)
-    if cert:
-        acc.put("certificate_error", cert["e"])
-    expected = _EXPECTED.search(text)
-    if expected:
-        acc.put("expected_subject", expected["v"].replace("\\*", "*").strip())
-    presented = _PRESENTED.search(text)
-    if presented:
-        acc.put("presented_subject", presented["v"].strip())
-    endpoint = _ENDPOINT.search(text)
-    if endpoint:
-        ip, port = split_endpoint(endpoint["v"])
-        acc.put("ip", ip)
-        acc.put("port", port)
-    if _EXPIRED.search(text):
+    """Facts recognised by their words wherever they stand (cheap substring tests first)."""
+    low = text.lower()
+    if "socket error" in low or "winsock" in low:
+        socket = _SOCKET.search(text)
+        if socket:
+            acc.put("socket_error", int(socket["n"]))
+    if "win32" in low:
+        win32 = _WIN32.search(text)
+        if win32:
+            acc.put("win32_error", int(win32["n"]))
+    if "thumbprint" in low:
+        thumb = _THUMB.search(text)
+        if thumb:
+            acc.put("certificate_thumbprint", thumb["t"].upper())
+    if any(word in text for word in _CERT_WORDS):
+        cert = _CERT_ERROR.search(text)
+        if cert:
+            acc.put("certificate_error", cert["e"])
+    if "subject" in low:
+        expected = _EXPECTED.search(text)
+        if expected:
+            acc.put("expected_subject", expected["v"].replace("\\*", "*").strip())
+        presented = _PRESENTED.search(text)
+        if presented:
+            acc.put("presented_subject", presented["v"].strip())
+    if "endpoint" in low:
+        endpoint = _ENDPOINT.search(text)
+        if endpoint:
+            ip, port = split_endpoint(endpoint["v"])
+            acc.put("ip", ip)
+            acc.put("port", port)
+    if "expired" in low and _EXPIRED.search(text):
         acc.values["expired"] = True

@@ -16,6 +16,7 @@ import re
 from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from mailflow_doctor.evidence.document import Document, Line, ReadContext
 
@@ -32,6 +33,13 @@ _SEP_LINE = re.compile(r"^\s*\"?sep=(?P<d>.)\"?\s*$", re.IGNORECASE)
 
 def normalise_name(name: str) -> str:
     """Column key: letters and digits, lower case (`Recipient_Address` -> `recipientaddress`)."""
+    if len(name) > 120:  # no real column name is this long; do not let it into the cache
+        return _NOT_ALNUM.sub("", clean_name(name).lower())
+    return _normalise_short(name)
+
+
+@lru_cache(maxsize=4096)
+def _normalise_short(name: str) -> str:
     return _NOT_ALNUM.sub("", clean_name(name).lower())
 
 
