@@ -112,6 +112,33 @@ def test_message_trace_ambiguous_dates_are_flagged(tmp_path: Path) -> None:
     assert any("tells day from month" in issue for issue in issues)
 
 
+def test_message_trace_day_month_settled_by_sibling_columns(tmp_path: Path) -> None:
+    text = (
+        '"Received","SenderAddress","RecipientAddress","Status","StartDate","EndDate"\r\n'
+        '"03/04/2026 10:00:00","a@fabrikam.com","b@tailspintoys.ca","Pending",'
+        '"25/03/2026 10:00:00","04/04/2026 10:00:00"\r\n'
+    )
+    _, records, issues = _read(_write(tmp_path, "gb.csv", text.encode()))
+    (message,) = _messages(records)
+    assert message.received_utc == datetime(2026, 4, 3, 10, tzinfo=UTC)
+    assert issues == []
+
+
+def test_graph_style_detail_columns(tmp_path: Path) -> None:
+    text = (
+        "dateTime,event,action,description,data\n"
+        '2026-11-28T20:44:23Z,Defer,,"Reason: [{LED=450 4.4.315 Connection timed out};'
+        '{MSG=};{FQDN=smtp.tailspintoys.ca};{IP=203.0.113.25};{LRT=}]",\n'
+    )
+    kind, records, issues = _read(_write(tmp_path, "graph.csv", text.encode()))
+    assert kind == "exo.message_trace_detail"
+    assert issues == []
+    (event,) = _events(records)
+    assert event.reason is not None
+    assert (event.reason.code, event.reason.ip) == ("4.4.315", "203.0.113.25")
+    assert event.time_utc == datetime(2026, 11, 28, 20, 44, 23, tzinfo=UTC)
+
+
 def test_message_trace_convertto_json_array(tmp_path: Path) -> None:
     text = """[
     {

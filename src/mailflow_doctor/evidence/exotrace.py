@@ -75,18 +75,24 @@ def time_column(
     zone: tzinfo | None,
     zone_note: str,
     ctx: ReadContext | None = None,
+    siblings: tuple[str, ...] = ("StartDate", "EndDate"),
 ) -> TimeColumn:
     """Decide the day/month order of a time column from its values (a first, cheap pass).
 
+    Columns written by the same shell in the same culture (`siblings`: PowerShell's
+    StartDate/EndDate) vote too, so `03/04/2026` is settled by an `EndDate` of `28/11/2026`.
     The pass stops at the first value that settles the order; `zone` is where values without
     an offset are read (None = UTC) and `zone_note` says why. When the order had to be
     assumed, `ctx` (if given) gets a warning for the file.
     """
     vote = DateOrderVote()
     rows = columns.rows(doc, ReadContext())
+    present = [name for name in siblings if columns.header.index(name) is not None]
     try:
         for row in rows:
             vote.observe(row.get(*aliases))
+            for name in present:
+                vote.observe(row.get(name))
             if vote.day_first_seen or vote.month_first_seen or vote.year_first_seen:
                 break
     finally:

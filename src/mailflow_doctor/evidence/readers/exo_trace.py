@@ -32,6 +32,8 @@ from mailflow_doctor.evidence.tabular import TableRow, normalise_name
 MAX_EXTRA_CHARS = 512
 _TRACE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Status")
 _DETAIL_COLUMNS = ("Date", "Event", "Detail")
+_DATE = ("Date", "DateTime")  # Microsoft Graph exchangeMessageTraceDetail says dateTime
+_DETAIL = ("Detail", "Description")  # ... and description
 _MAPPED_TRACE = {
     normalise_name(name)
     for name in (
@@ -51,6 +53,8 @@ _MAPPED_DETAIL = {
     normalise_name(name)
     for name in (
         *_DETAIL_COLUMNS,
+        "DateTime",
+        "Description",
         "Action",
         "Data",
         "MessageId",
@@ -167,10 +171,17 @@ class MessageTraceDetailReader:
     def sniff(self, doc: Document) -> int:
         if looks_like_json(doc):
             keys = json_keys(doc)
-            return 90 if {"date", "event", "detail"} <= keys else 0
+            if "event" not in keys or not keys & {"date", "datetime"}:
+                return 0
+            return 90 if keys & {"detail", "description"} else 0
         columns = columns_of(doc)
-        if columns is None or columns.format_list or not columns.header.has(*_DETAIL_COLUMNS):
+        if columns is None or columns.format_list:
             return 0  # pasted Format-List text is exo.message_trace_detail_text's
+        header = columns.header
+        if header.index("Event") is None or header.index(*_DATE) is None:
+            return 0
+        if header.index(*_DETAIL) is None:
+            return 0
         if columns.header.has("Received") or columns.header.has("date_time_utc"):
             return 0
         return 95 if columns.header.has("Action") else 85
@@ -183,13 +194,13 @@ class MessageTraceDetailReader:
         if columns is None:
             ctx.warn(doc, None, "no columns found; not read")
             return
-        column = time_column(doc, columns, ("Date",), "Date", None, UTC_NOTE, ctx)
+        column = time_column(doc, columns, _DATE, "Date", None, UTC_NOTE, ctx)
         for row in columns.rows(doc, ctx):
             event = row.get("Event")
-            detail = row.get("Detail")
+            detail = row.get(*_DETAIL)
             yield TraceEvent(
                 ref=doc.ref(row.line, row.excerpt),
-                time_utc=_when(column, row.get("Date"), doc, ctx, row.line),
+                time_utc=_when(column, row.get(*_DATE), doc, ctx, row.line),
                 event=event,
                 action=row.get("Action"),
                 detail=detail,
@@ -206,7 +217,7 @@ class MessageTraceDetailReader:
     def _read_json(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
         column = TimeColumn(None, None, UTC_NOTE)
         for line, obj in json_objects(doc, ctx):
-            date_text = json_get(obj, "Date")
+            date_text = json_get(obj, *_DATE)
             event = json_get(obj, "Event")
             detail = json_get(obj, "Detail", "Description")
             yield TraceEvent(
