@@ -225,3 +225,50 @@ def test_cli_usage_errors_exit_2(args: list[str], message: str) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_cli_source_address_is_the_vantage(zone: LoopbackDns, tmp_path: Path) -> None:
+    with smtp_server(None) as port:
+        result = CliRunner().invoke(
+            app,
+            ["probe", "127.0.0.1", "--port", str(port), "--source", "127.0.0.2",
+             "--resolver", f"127.0.0.1:{zone.port}", "--timeout", "2", "--format", "json"],
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)
+    assert doc["vantage"] == "probed from 127.0.0.2, not from Exchange Online's addresses"
+    assert doc["dns"]["addresses"] == ["127.0.0.1"]
+    assert [f["id"] for f in doc["findings"]] == ["tls.starttls_missing"]
+
+
+def test_every_mx_address_is_probed_at_once(
+    zone: LoopbackDns, pki: Pki, tmp_path: Path, options: ProbeOptions
+) -> None:
+    """example.test: mx1 -> 127.0.0.1 (listening), mx2 -> CNAME -> 127.0.0.1 and ::1."""
+    context = server_context(pki.intermediate.issue("*.example.test"), tmp_path)
+    with smtp_server(context) as port:
+        report = probe("example.test", replace(options, port=port))
+    rows = [(a.host, a.address, a.connect) for a in report.addresses]
+    assert rows[0] == ("mx1.example.test", "127.0.0.1", "connected")
+    assert rows[1][:2] == ("mx2.example.test", "::1")
+    # aiosmtpd listens on 127.0.0.1 only: ::1 refuses (or is unreachable without IPv6).
+    assert rows[1][2] in ("refused", "unreachable")
+    ids = sorted(p.id for p in report.problems)
+    assert ids in (["smtp.connection_refused"], ["smtp.host_unreachable"])
+    assert report.problems[0].data["host"] == "mx2.example.test"
+
+
+def test_dns_that_eats_the_deadline_leaves_no_guessed_timeouts(zone: LoopbackDns) -> None:
+    zone.zone.add("slowmx.test", "MX", MX("silent.example.test", 10))
+    zone.zone.add("slowmx.test", "MX", MX("mx1.example.test", 20))
+    opts = ProbeOptions(
+        resolver=zone.spec, step_timeout=1.0, total_timeout=1.5, reverse_dns=False, port=9
+    )
+    started = time.monotonic()
+    report = probe("slowmx.test", opts)
+    assert time.monotonic() - started < 3.0
+    found = {(p.id, p.data.get("name")) for p in report.problems}
+    assert found == {
+        ("dns.resolution_failed", "silent.example.test"),
+        ("probe.incomplete", "mx1.example.test"),
+    }

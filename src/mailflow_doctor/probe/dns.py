@@ -23,6 +23,7 @@ REFUSED = "refused"
 TIMEOUT = "timeout"
 NO_ANSWER = "no_answer"
 FAILED = "error"
+NOT_TRIED = "not_tried"  # the probe's overall deadline passed before this lookup
 
 
 class ResolverSpecError(ValueError):
@@ -81,7 +82,7 @@ class DnsError:
 
     name: str
     rdtype: str
-    kind: str  # nxdomain, servfail, refused, timeout, no_answer, error
+    kind: str  # nxdomain, servfail, refused, timeout, no_answer, error, not_tried
     detail: str
 
     def to_json(self) -> dict[str, str]:
@@ -171,7 +172,9 @@ class Lookup:
         if self.setup_error:
             return None, DnsError(name, rdtype, FAILED, self.setup_error)
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            return None, DnsError(name, rdtype, TIMEOUT, "the probe's overall deadline passed")
+            return None, DnsError(
+                name, rdtype, NOT_TRIED, "not looked up: the probe's overall deadline passed"
+            )
         lifetime = self._lifetime()
         try:
             answer = self.resolver.resolve(

@@ -20,6 +20,7 @@ from mailflow_doctor.probe import tcp
 from mailflow_doctor.probe.certs import CertInfo, TrustRoots, check_chain, describe, load_chain
 from mailflow_doctor.probe.dns import (
     NO_ANSWER,
+    NOT_TRIED,
     NXDOMAIN,
     DnsError,
     DnsResult,
@@ -548,6 +549,15 @@ def dns_problems(result: DnsResult) -> list[ProbeProblem]:
 
 def _resolution_problem(host: HostAddresses, others_work: bool) -> ProbeProblem:
     errors = host.errors or (DnsError(host.name, "A", NO_ANSWER, "no address record"),)
+    if all(e.kind == NOT_TRIED for e in errors):
+        return ProbeProblem(
+            "probe.incomplete",
+            WARNING,
+            f"{host.name} was not looked up",
+            "The probe's overall deadline passed before this name was resolved; raise "
+            "--timeout to give it longer.",
+            {"host": host.name, "address": "", "name": host.name, "detail": errors[0].detail},
+        )
     kinds = sorted({e.kind for e in errors})
     primary = errors[0]
     explain = {
