@@ -265,7 +265,9 @@ class FirewallLab:
 
     def connect_all(self, destination: str, port: int = 25, timeout: float = 0.4) -> dict[str, str]:
         """Connect from every source at once: 'connected', 'refused' or 'timeout' per source."""
-        assert self._client is not None and self._client.stdin and self._client.stdout
+        assert self._client is not None
+        assert self._client.stdin
+        assert self._client.stdout
         targets = [[src, destination, port] for src in self.sources]
         self._client.stdin.write(json.dumps({"targets": targets, "timeout": timeout}) + "\n")
         self._client.stdin.flush()

@@ -222,7 +222,7 @@ def _ipt_match(spec: Spec, m: Match, iface: str, prenat: bool) -> list[str]:
         if port:
             parts.append(port)
         elif m.port == "multi":
-            parts.append(f"-m multiport --dports 25,465,{proto == 'tcp' and 587 or 53}")
+            parts.append(f"-m multiport --dports 25,465,{(proto == 'tcp' and 587) or 53}")
     if m.state == "new":
         parts.append("-m conntrack --ctstate NEW")
     elif m.state == "est":
@@ -345,6 +345,13 @@ def _nft_verdict(action: str) -> str:
     }.get(action) or (f"jump u{action[-1]}" if action.startswith("JUMP") else f"goto u{action[-1]}")
 
 
+def _set_block(name: str, elements: str) -> str:
+    return (
+        f"\tset {name} {{\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+        f"\t\telements = {{ {elements} }}\n\t}}"
+    )
+
+
 def render_nftables(spec: Spec, iface: str) -> str:
     hook = "forward" if spec.mode == "dnat" else "input"
     sets: list[tuple[str, str]] = []
@@ -358,7 +365,8 @@ def render_nftables(spec: Spec, iface: str) -> str:
         ]
 
     body.append(
-        f"\tchain main {{\n\t\ttype filter hook {hook} priority filter; policy {spec.default.lower()};"
+        f"\tchain main {{\n\t\ttype filter hook {hook} priority filter; "
+        f"policy {spec.default.lower()};"
     )
     if hook == "forward":
         body.append("\t\tct state established,related accept")
@@ -375,10 +383,7 @@ def render_nftables(spec: Spec, iface: str) -> str:
         body.append("\tchain early {\n\t\ttype filter hook prerouting priority raw; policy accept;")
         body.extend(chain_lines(spec.prenat, prenat=True))
         body.append("\t}")
-    set_lines = [
-        f"\tset {name} {{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = {{ {elements} }}\n\t}}"
-        for name, elements in sets
-    ]
+    set_lines = [_set_block(name, elements) for name, elements in sets]
     text = ["flush ruleset", "table inet oracle {", *set_lines, *body, "}"]
     if spec.second_default is not None:
         second_sets: list[tuple[str, str]] = []
@@ -390,10 +395,7 @@ def render_nftables(spec: Spec, iface: str) -> str:
             for r in spec.second
             if r.action != "RETURN"
         ]
-        sets2 = [
-            f"\tset {name} {{\n\t\ttype ipv4_addr\n\t\tflags interval\n\t\telements = {{ {elements} }}\n\t}}"
-            for name, elements in second_sets
-        ]
+        sets2 = [_set_block(name, elements) for name, elements in second_sets]
         text += ["table ip second {", *sets2]
         text.append(
             f"\tchain late {{\n\t\ttype filter hook {hook} priority 10; "

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from netns import FirewallLab, lab_unavailable
 from oracle_policies import Spec, render_iptables, render_nftables, specs
 
 from mailflow_doctor.firewall.evaluate import evaluate
@@ -23,6 +22,7 @@ from mailflow_doctor.firewall.model import Action
 from mailflow_doctor.firewall.registry import ParseOptions
 from mailflow_doctor.firewall.vendors.iptables import parse_iptables
 from mailflow_doctor.firewall.vendors.nftables import parse_nftables
+from netns import FirewallLab, lab_unavailable
 
 pytestmark = pytest.mark.netns
 

@@ -304,6 +304,14 @@ def evaluate(
         for decision in entry_decisions:
             if decision.action == Action.PERMIT:
                 accepted = accepted | decision.sources
+        # An earlier entry chain that merely lets traffic pass by its policy (an empty raw
+        # PREROUTING, an nftables chain with policy accept) decided nothing: drop that from
+        # the record once a later chain has judged the same traffic.
+        decisions = [
+            d
+            for d in decisions
+            if not (d.implicit and d.action == Action.PERMIT and d.sources.issubset(pending))
+        ]
         decisions.extend(entry_decisions)
         pending = accepted
     if not policy.entries:

@@ -1023,12 +1023,20 @@ def remediate_iptables(text: str, result: ParseResult, check: RangeCheck) -> Rem
             return remediation
     patched = text
     commands: list[str] = []
+    previous: IPSet | None = None
+    before = (text, 0)
     for _ in range(6):
         parsed = parse_iptables(patched, result.policy.path, _options_of(result))
         current = evaluate(parsed.policy, destination, port)
         missing = check.missing - current.permitted()
         if not missing:
             break
+        if previous is not None and missing == previous:
+            patched, kept = before  # that round did not help: undo it
+            del commands[kept:]
+            break
+        previous = missing
+        before = (patched, len(commands))
         patched, added = _insert_accepts(patched, parsed.policy, current, missing)
         if not added:
             break
@@ -1080,10 +1088,27 @@ def _add_to_ipset(text: str, name: str, cidrs: list[str]) -> tuple[str, list[str
     family = 6 if ipset.family == 6 else 4
     wanted = [c for c in cidrs if (":" in c) == (family == 6)]
     lines = text.splitlines()
+    commands: list[str] = []
+    drop: list[int] = []
+    # A `nomatch` entry inside a new range would still exclude its part: remove it.
+    adding = IPSet.parse(*wanted) if wanted else IPSet()
+    for index, line in enumerate(lines):
+        words = line.split()
+        if len(words) >= 4 and words[:2] == ["add", name] and "nomatch" in words[3:]:
+            try:
+                excluded = IPSet.parse(words[2])
+            except AddressParseError:
+                continue
+            if excluded.overlaps(adding):
+                drop.append(index)
+                commands.append(f"ipset del {name} {words[2]}")
     after = ipset.last_line or ipset.create_line
     new = [f"add {name} {cidr}" for cidr in wanted]
     lines[after:after] = new
-    return "\n".join(lines) + "\n", [f"ipset add {name} {cidr}" for cidr in wanted]
+    for index in sorted(drop, reverse=True):
+        del lines[index if index < after else index + len(new)]
+    commands.extend(f"ipset add {name} {cidr}" for cidr in wanted)
+    return "\n".join(lines) + "\n", commands
 
 
 def _insert_accepts(
@@ -1106,7 +1131,16 @@ def _insert_accepts(
         table, _, chain_name = decision.chain.split(" ")[-1].partition(":")
         destination = evaluation.destination if chain.pre_nat else evaluation.effective_destination
         port = evaluation.port if chain.pre_nat else _effective_port(policy, evaluation)
-        if decision.implicit or decision.origin is None or decision.origin.line is None:
+        leaves = any(
+            r.action in (Action.JUMP, Action.GOTO, Action.RETURN) and r.sources.overlaps(part)
+            for r in chain.rules
+        )
+        if decision.implicit and leaves and chain.rules and chain.rules[0].origin.line:
+            # The traffic left this chain through a jump, goto or return and came back to the
+            # policy: only a rule ahead of those catches it.
+            position = 1
+            at = chain.rules[0].origin.line - 1
+        elif decision.implicit or decision.origin is None or decision.origin.line is None:
             position = len(chain.rules) + 1
             at = _append_line(lines, policy, decision.chain)
         else:
