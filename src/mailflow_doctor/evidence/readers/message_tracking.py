@@ -120,6 +120,16 @@ def _int(text: str) -> int | None:
 
 # --- raw MSGTRK logs --------------------------------------------------------------------------
 
+# Events that this server logs as the client of a hop: `server-hostname` names the far end.
+_CLIENT_SIDE_EVENTS = frozenset({"SEND", "SENDEXTERNAL", "HAREDIRECT", "TRANSFER"})
+
+
+def _logging_server(event_id: str, client_host: str, server_host: str) -> str:
+    """The server that wrote the row (its span is what tells log silence from a gap)."""
+    if event_id.upper() in _CLIENT_SIDE_EVENTS:
+        return client_host.split(".")[0] if client_host else ""
+    return server_host.split(".")[0] if server_host else ""
+
 
 @dataclass
 class _Span:
@@ -162,7 +172,8 @@ def _read_raw(doc: Document, ctx: ReadContext, server_hint: str) -> Iterator[obj
         statuses = split_statuses(get("recipient-status"))
         if len(statuses) < len(recipients):
             statuses += [""] * (len(recipients) - len(statuses))
-        server = get("server-hostname") or server_hint
+        server = _logging_server(get("event-id"), get("client-hostname"), get("server-hostname"))
+        server = server or server_hint
         known = set(positions)
         extra = tuple(
             (name, get(name))
