@@ -122,3 +122,31 @@ def test_bad_options_are_reported_not_raised(loopback_dns: LoopbackDns) -> None:
     )
     ids = [f.id for f in probe_results(ctx)]
     assert ids == ["probe.options_invalid", "probe.options_invalid", "probe.no_targets"]
+
+
+def test_the_probe_can_prove_the_root_cause_of_4_4_317(
+    pki: Pki, loopback_dns: LoopbackDns, tmp_path: Path
+) -> None:
+    """Trace: 4.4.317 SubjectMismatch deferrals. Probe: the certificate lacks the TlsDomain."""
+    from mailflow_doctor.diagnose.engine import diagnose
+
+    ca_file = tmp_path / "root.pem"
+    ca_file.write_bytes(pki.root.pem())
+    context = server_context(pki.intermediate.issue("mail.example.test"), tmp_path)
+    with smtp_server(context) as port:
+        bundle = _bundle(
+            {
+                "probe": True,
+                "probe_options": {
+                    "resolver": f"127.0.0.1:{loopback_dns.port}",
+                    "ca_file": str(ca_file),
+                    "timeout": 2,
+                    "port": port,
+                    "expect_name": "hybrid.contoso.test",
+                },
+            },
+            *(_deferral(line, "mail.example.test", "127.0.0.1") for line in range(1, 6)),
+        )
+        diagnosis = diagnose(bundle)
+    assert diagnosis.root_cause == "tls.certificate_name_mismatch"
+    assert diagnosis.exit_code == 1
