@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -275,6 +276,46 @@ def test_detail_json(tmp_path: Path) -> None:
     assert event.reason is not None
     assert (event.reason.socket_error, event.reason.ip) == (10061, "203.0.113.25")
     assert event.time_utc == datetime(2026, 11, 28, 20, 44, 23, tzinfo=UTC)
+
+
+def test_message_trace_format_list_text(tmp_path: Path) -> None:
+    text = (
+        "\r\n"
+        "Organization     : tailspintoys.onmicrosoft.com\r\n"
+        "MessageId        : <a@fabrikam.com>\r\n"
+        "Received         : 28.11.2026 20:44:14\r\n"
+        "SenderAddress    : billing@contoso.com\r\n"
+        "RecipientAddress : ap@tailspintoys.ca\r\n"
+        "Subject          : Invoice 2026-1183\r\n"
+        "Status           : Pending\r\n"
+        "\r\n"
+        "Organization     : tailspintoys.onmicrosoft.com\r\n"
+        "MessageId        : <b@fabrikam.com>\r\n"
+        "Received         : 28.11.2026 20:41:07\r\n"
+        "SenderAddress    : ana.ruiz@fabrikam.com\r\n"
+        "RecipientAddress : orders@tailspintoys.ca\r\n"
+        "Subject          : PO 4471, rush\r\n"
+        "Status           : Delivered\r\n"
+    )
+    kind, records, issues = _read(_write(tmp_path, "fl.txt", text.encode()))
+    assert kind == "exo.message_trace"
+    assert issues == []
+    pending, delivered = _messages(records)
+    assert (pending.status, pending.ref.line) == ("Pending", 2)
+    assert delivered.received_utc == datetime(2026, 11, 28, 20, 41, 7, tzinfo=UTC)
+    assert delivered.ref.line == 10
+
+
+def test_eac_panel_copy_uses_the_time_zone(tmp_path: Path) -> None:
+    text = "Nov 28, 2026 9:44:23 PM\n\nDefer\n\nReason: [{LED=450 4.4.316 Connection refused}]\n"
+    ctx = ReadContext(timezone=ZoneInfo("Europe/Berlin"))
+    kind, records, _ = _read(_write(tmp_path, "panel.txt", text.encode()), ctx)
+    assert kind == "exo.message_trace_detail_text"
+    (event,) = _events(records)
+    assert event.time_utc == datetime(2026, 11, 28, 20, 44, 23, tzinfo=UTC)
+    assert "Europe/Berlin" in event.time_assumed
+    assert event.reason is not None
+    assert event.reason.code == "4.4.316"
 
 
 # --- EAC reports ------------------------------------------------------------------------------

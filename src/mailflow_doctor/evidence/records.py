@@ -37,7 +37,9 @@ class ParsedReason:
     proxy_target_ip: str | None = None  # OutboundProxyTargetIP
     proxy_target_host: str | None = None  # OutboundProxyTargetHostName
     certificate_thumbprint: str | None = None
-    chain: tuple[ParsedReason, ...] = ()  # on-premises "A -> B" hops, outermost first
+    # Further replies, outermost first: on-premises "A -> B" hops, later NDR hop lines, and
+    # replies quoted inside this one ([Message=451 ...], '...responded with "..."').
+    chain: tuple[ParsedReason, ...] = ()
     fields: tuple[tuple[str, str], ...] = ()  # every key=value seen, in order
     eop_time_utc: datetime | None = None  # the time in the EOP server bracket
     eop_session_id: str | None = None  # the hex session id in the EOP server bracket
