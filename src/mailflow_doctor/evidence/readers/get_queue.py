@@ -54,6 +54,12 @@ _ONPREM_ERROR = re.compile(
     r"Proxy session setup failed|The last endpoint attempted was|\b4\.4\.397\b|\b4\.4\.395\b",
     re.IGNORECASE,
 )
+# ... and texts only Exchange Online writes: such a paste is a message trace detail, not a queue.
+_EXO_ONLY = re.compile(
+    r"\b4\.4\.(?:101|31[0-9])\b|\b4\.7\.32[0-5]\b|LastAttemptedIP|OutboundProxyTarget|"
+    r"\{MSG=|\[Message=",
+    re.IGNORECASE,
+)
 _KNOWN = frozenset(
     {
         "identity",
@@ -183,7 +189,11 @@ class GetQueueReader:
             return "csv", 90
         # A short paste of LastError lines: nothing else in it.
         content = [line for line in lines if line.strip()]
-        if 0 < len(content) <= 20 and len(_bare_errors(content)) == len(content):
+        if (
+            0 < len(content) <= 20
+            and len(_bare_errors(content)) == len(content)
+            and not any(_EXO_ONLY.search(line) for line in content)
+        ):
             return "bare", 65
         return "", 0
 

@@ -428,6 +428,9 @@ def _read_export(doc: Document, ctx: ReadContext, rows: Iterator[TableRow]) -> I
         )
 
 
+_EAC_KEYS = frozenset({"datetimeutc", "origintimestamputc"})
+
+
 def _is_tracking_export(keys: set[str]) -> bool:
     return (
         "eventid" in keys
@@ -451,6 +454,11 @@ class MessageTrackingReader:
         header = read_header(lines)
         if header is not None and header.log_type:
             return ("raw", 100) if header.is_tracking else ("", 0)
+        shape = sniff_table(lines)
+        if shape is not None and set(shape.header.keys) & _EAC_KEYS:
+            return "", 0  # the EAC extended report: Exchange Online's own tracking, not ours
+        if format_list_keys(lines) & _EAC_KEYS:
+            return "", 0
         rows = [line.lstrip("\ufeff") for line in lines if line.strip()]
         data = [r for r in rows if not r.startswith("#")][:20]
         if data and sum(tracking_row_shape(r) for r in data) * 2 >= len(data):
@@ -458,7 +466,6 @@ class MessageTrackingReader:
         keys = format_list_keys(lines)
         if _is_tracking_export(keys) and len(keys) >= 4:
             return "list", 90
-        shape = sniff_table(lines)
         if shape is not None and _is_tracking_export(set(shape.header.keys)):
             return "csv", 90
         return "", 0
