@@ -263,3 +263,33 @@ def test_generated_acls_agree_with_a_naive_walk(aces, probes) -> None:
                 expected = action == "permit"
                 break
         assert (address in permitted) == expected
+
+
+SHOW_OUTPUT = """\
+Extended IP access list OUTSIDE-IN
+    10 permit tcp 40.92.0.0 0.1.255.255 host 203.0.113.25 eq smtp (1523 matches)
+    20 permit tcp 40.107.0.0 0.0.255.255 host 203.0.113.25 eq smtp
+    30 deny ip any any log (98 matches)
+IPv6 access list OUTSIDE6-IN
+    permit tcp 2a01:111:f400::/48 host 2001:db8::25 eq smtp (12 matches) sequence 10
+"""
+
+BARE = """\
+permit tcp 40.92.0.0 0.1.255.255 host 203.0.113.25 eq smtp
+permit tcp 52.100.0.0 0.3.255.255 host 203.0.113.25 eq smtp
+deny ip any any log
+"""
+
+
+def test_show_access_lists_output_and_bare_entries() -> None:
+    shown = parse("cisco-ios", SHOW_OUTPUT)
+    assert sniffed_as(SHOW_OUTPUT) == "cisco-ios"
+    assert table(shown, "203.0.113.25")["40.92.0.0/15"] == ("permitted",)
+    assert table(shown, "203.0.113.25")["52.100.0.0/14"] == ("blocked", "52.100.0.0/14")
+    assert table(shown, "2001:db8::25")["2a01:111:f400::/48"] == ("permitted",)
+    bare = parse("cisco-ios", BARE)
+    assert sniffed_as(BARE) == "cisco-ios"
+    assert table(bare, "203.0.113.25")["52.100.0.0/14"] == ("permitted",)
+    assert table(bare, "203.0.113.25")["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
+    prove_remediation("cisco-ios", SHOW_OUTPUT, "203.0.113.25")
+    prove_remediation("cisco-ios", BARE, "203.0.113.25")

@@ -48,6 +48,8 @@ from mailflow_doctor.firewall.vendors._kit import (
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
 MAX_TOKENS = 200
+_ACE_START = re.compile(r"^(\d+\s+)?(permit|deny)\s+(ip|ipv6|tcp|udp|icmp|\d+)\s", re.I)
+_SHOW_SUFFIX = re.compile(r"\s*\((\d+ match(es)?|hitcnt=\d+)[^)]*\)\s*$", re.I)
 _OUTSIDE_NAMES = re.compile(r"outside|wan|internet|isp|dialer|untrust|external|uplink", re.I)
 _ASA_MARKERS = re.compile(
     r"^(ASA Version|access-list \S+ extended |access-group \S+ (in|out) interface|"
@@ -202,6 +204,21 @@ class _Parser:
 
     def _top(self, number: int, stripped: str, words: list[str]) -> tuple[str, str] | None:
         lowered = [w.lower() for w in words]
+        # `show access-lists` output: "Extended IP access list NAME" / "IPv6 access list NAME"
+        if lowered[1:4] == ["ip", "access", "list"] and len(words) >= 5:
+            if lowered[0] in ("extended", "standard"):
+                return self._open_acl(words[4], 4, lowered[0] == "standard", number)
+            return None
+        if lowered[:3] == ["ipv6", "access", "list"] and len(words) >= 4:
+            return self._open_acl(words[3], 6, False, number)
+        if _ACE_START.match(stripped):
+            # Bare entries pasted without their list header.
+            family = 6 if re.search(r"\b[0-9a-f]*:[0-9a-f:]*(/\d+)?\b", stripped, re.I) else 4
+            name = "pasted" if family == 4 else "pasted-ipv6"
+            block = self._open_acl(name, family, False, number)
+            acl = self.acls[name]
+            self._entry(acl, number, stripped, words)
+            return block
         if lowered[:2] == ["ip", "access-list"] and len(words) >= 4:
             if lowered[2] in ("extended", "standard"):
                 return self._open_acl(words[3], 4, lowered[2] == "standard", number)
@@ -300,10 +317,16 @@ class _Parser:
             self.issues.append((number, "access-list entry with too many words skipped"))
             return
         seq: int | None = None
+        cleaned = _SHOW_SUFFIX.sub("", stripped)
+        if cleaned != stripped:
+            stripped, words = cleaned, cleaned.split()
         rest = list(words)
-        if rest and rest[0].lower() == "sequence" and len(rest) > 1 and rest[1].isdigit():
-            seq, rest = int(rest[1]), rest[2:]
-        elif rest and rest[0].isdigit():
+        if len(rest) > 2 and rest[-2].lower() == "sequence" and rest[-1].isdigit():
+            seq, rest = int(rest[-1]), rest[:-2]  # IPv6 `show` output puts it last
+        if seq is None and rest and rest[0].lower() == "sequence" and len(rest) > 1:
+            if rest[1].isdigit():
+                seq, rest = int(rest[1]), rest[2:]
+        elif seq is None and rest and rest[0].isdigit():
             seq, rest = int(rest[0]), rest[1:]
         if not rest:
             return
@@ -585,8 +608,13 @@ class CiscoIosParser:
             score += 30
         if re.search(r"^ip nat inside source", sample, re.M):
             score += 15
-        if re.search(r"^\s*(\d+ )?(permit|deny) (tcp|ip|udp) (any|host|\d)", sample, re.M):
-            score += 15
+        if re.search(r"^(Extended|Standard) IP access list \S+", sample, re.M):
+            score += 60
+        bare = re.findall(r"^\s*(?:\d+ )?(?:permit|deny) (?:tcp|ip|udp) (\S+) (\S+)", sample, re.M)
+        if bare:
+            wildcards = sum(1 for a, b in bare if a in ("any", "host") or b.startswith("0."))
+            masks = sum(1 for _, b in bare if b.startswith("255."))
+            score += 40 if wildcards > masks else 0
         if _ASA_MARKERS.search(sample):
             score = min(score, 10)
         return min(score, 95)
@@ -980,4 +1008,9 @@ def _new_entries(
         f"{where}. The sequence numbers assume the list as shown; check them with "
         f"`show ip access-lists {acl.name}` first."
     )
+    if acl.name.startswith("pasted"):
+        explanation += (
+            " The pasted entries had no list name: replace `pasted` with the name of your "
+            "access list."
+        )
     return lines, patched, explanation

@@ -510,12 +510,12 @@ class PanosParser:
         sample = text[:400_000]
         score = 0
         if re.search(
-            r"^\s*set (vsys \S+ |shared )?(rulebase|address|address-group|zone|service) ",
+            r"^set (vsys \S+ |shared )?(rulebase|address|address-group|zone|service) ",
             sample,
             re.M,
         ):
             score += 50
-        if re.search(r"^\s*set (vsys \S+ )?rulebase (security|nat) rules ", sample, re.M):
+        if re.search(r"^set (vsys \S+ )?rulebase (security|nat) rules ", sample, re.M):
             score += 40
         if re.search(r"^\s*set deviceconfig system hostname", sample, re.M):
             score += 40
@@ -527,6 +527,8 @@ class PanosParser:
             score += 90
         elif re.search(r"^\s*(deviceconfig|rulebase|post-rulebase|pre-rulebase) \{", sample, re.M):
             score += 50
+        if re.search(r"^\s*config firewall ", sample, re.M):
+            score = min(score, 10)  # FortiOS also says `set service ...`
         return min(score, 95)
 
     def _statements(self, text: str, path: str) -> tuple[list[_Statement], str]:
