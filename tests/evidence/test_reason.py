@@ -141,10 +141,47 @@ def test_pasted_text_with_line_breaks_and_html_breaks() -> None:
         ("xxx", (None, None)),
         ("203.0.113.25:99999", ("203.0.113.25", None)),
         ("", (None, None)),
+        ("2001:db8::25:25", ("2001:db8::25:25", None)),
     ],
 )
 def test_split_endpoint(value: str, expected: tuple[str | None, int | None]) -> None:
     assert split_endpoint(value) == expected
+
+
+def test_split_endpoint_when_a_port_always_follows() -> None:
+    assert split_endpoint("2001:db8::25:25", with_port=True) == ("2001:db8::25", 25)
+    assert split_endpoint("203.0.113.25:25", with_port=True) == ("203.0.113.25", 25)
+    assert split_endpoint("203.0.113.25", with_port=True) == ("203.0.113.25", None)
+    reason = parse_reason("450 4.4.316 Connection refused [LastAttemptedIP=2001:db8::25:25]")
+    assert (reason.ip, reason.port) == ("2001:db8::25", 25)
+
+
+@given(
+    address=st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)),
+    port=st.integers(1, 65535),
+)
+def test_split_endpoint_round_trip(address: object, port: int) -> None:
+    text = str(address)
+    assert split_endpoint(text) == (text, None)
+    assert split_endpoint(f"{text}:{port}", with_port=True) == (text, port)
+    bracketed = f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+    assert split_endpoint(bracketed) == (text, port)
+
+
+def test_queue_last_error_form() -> None:
+    reason = parse_reason(
+        "[{LRT=15-01-21 23:50:05};{LED=450 4.7.0 Proxy session setup failed on Frontend with "
+        "'451 4.4.0 Primary target IP address responded with: \"451 4.4.0 Security status "
+        'InvalidToken." Attempted failover to alternate host, but that did not succeed. The '
+        "last endpoint attempted was 2001:db8::1:25'};{FQDN=MAILSERVER.DOMAIN.LOCAL};"
+        "{IP=192.168.12.4}]"
+    )
+    assert reason.code == "4.7.0"
+    assert reason.codes == ("4.7.0", "4.4.0")
+    assert [hop.text for hop in reason.chain][-1] == "Security status InvalidToken."
+    assert reason.fqdn == "MAILSERVER.DOMAIN.LOCAL"
+    assert reason.ip == "192.168.12.4"
+    assert reason.last_retry_utc == datetime(2021, 1, 15, 23, 50, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

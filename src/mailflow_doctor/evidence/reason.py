@@ -135,9 +135,11 @@ def split_hops(text: str) -> list[str]:
         return []
 
 
-def split_endpoint(value: str) -> tuple[str | None, int | None]:
+def split_endpoint(value: str, with_port: bool = False) -> tuple[str | None, int | None]:
     """`203.0.113.25:25` -> ("203.0.113.25", 25); `[2001:db8::1]:25` and bare IPs too.
 
+    `with_port` says the text always ends in `:port` (LastAttemptedIP, "the last endpoint
+    attempted was ..."), which settles `2001:db8::25:25` as address 2001:db8::25, port 25.
     Masked or invalid addresses (`72.x.x.x`, `xxx`) give (None, None).
     """
     value = value.strip().strip("'\"").rstrip(".,;")
@@ -147,14 +149,15 @@ def split_endpoint(value: str) -> tuple[str | None, int | None]:
         host, _, rest = value[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
         return _ip(host), _port(port)
+    host, sep, port_text = value.rpartition(":")
+    split = (_ip(host.rstrip(".")), _port(port_text)) if sep and port_text.isdigit() else None
+    if with_port and split is not None and split[0] is not None and split[1] is not None:
+        return split
     ip = _ip(value)
     if ip is not None:
         return ip, None
-    host, sep, port_text = value.rpartition(":")
-    if sep:
-        ip = _ip(host.rstrip("."))
-        if ip is not None:
-            return ip, _port(port_text)
+    if split is not None and split[0] is not None:
+        return split
     return None, None
 
 
@@ -388,7 +391,7 @@ def _apply_brace(key: str, value: str, acc: _Acc) -> None:
         if _looks_like_host(value):
             acc.put("fqdn", value.rstrip("."))
     elif key in ("ip", "lastattemptedip"):
-        ip, port = split_endpoint(value)
+        ip, port = split_endpoint(value, with_port=key == "lastattemptedip")
         acc.put("ip", ip)
         acc.put("port", port)
     elif key == "lrt":
@@ -453,7 +456,7 @@ def _apply_bracket(key: str, value: str, acc: _Acc, depth: int) -> None:
         if _looks_like_host(value):
             acc.put("fqdn", value.rstrip("."))
     elif key in ("lastattemptedip", "ip"):
-        ip, port = split_endpoint(value)
+        ip, port = split_endpoint(value, with_port=key == "lastattemptedip")
         acc.put("ip", ip)
         acc.put("port", port)
     elif key == "smtpsecurity":
@@ -540,7 +543,7 @@ def _read_facts(text: str, acc: _Acc) -> None:
     if "endpoint" in low:
         endpoint = _ENDPOINT.search(text)
         if endpoint:
-            ip, port = split_endpoint(endpoint["v"])
+            ip, port = split_endpoint(endpoint["v"], with_port=True)
             acc.put("ip", ip)
             acc.put("port", port)
     if "expired" in low and _EXPIRED.search(text):
