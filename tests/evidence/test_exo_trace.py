@@ -344,6 +344,19 @@ def test_eac_enhanced_summary_utf16() -> None:
     assert [m.ref.line for m in messages][:3] == [2, 2, 3]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-8-sig", "cp1252"])
+def test_eac_summary_in_other_encodings(tmp_path: Path, encoding: str) -> None:
+    text = (FIXTURES / "eac_enhanced_summary.csv").read_bytes()[2:].decode("utf-16-le")
+    if encoding == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + text.encode(encoding)
+    else:
+        data = text.encode(encoding)  # utf-16-le here has no BOM: found by its NUL pattern
+    kind, records, issues = _read(_write(tmp_path, "summary.csv", data))
+    assert kind == "exo.eac_summary_report"
+    assert issues == []
+    assert len(_messages(records)) == 8
+
+
 def test_eac_extended_report_utf16() -> None:
     kind, records, issues = _read(FIXTURES / "eac_extended_report.csv")
     assert kind == "exo.eac_extended_report"
