@@ -296,3 +296,30 @@ def test_generated_rules_agree_with_a_naive_walk(rules, probes) -> None:
                 expected = kind == "pass"
                 break
         assert (address in permitted) == expected
+
+
+FRAGMENT = """\
+<rule>
+    <type>pass</type>
+    <interface>wan</interface>
+    <protocol>tcp</protocol>
+    <source><address>40.92.0.0/15</address></source>
+    <destination><address>10.0.0.25</address><port>25</port></destination>
+</rule>
+<rule>
+    <type>block</type>
+    <interface>wan</interface>
+    <source><address>40.107.0.0/16</address></source>
+    <destination><any/></destination>
+</rule>
+"""
+
+
+def test_pasted_rules_without_the_rest_of_config_xml() -> None:
+    assert sniffed_as(FRAGMENT) == "pfsense"
+    result = parse("pfsense", FRAGMENT)
+    verdicts = table(result, "10.0.0.25")
+    assert verdicts["40.92.0.0/15"] == ("permitted",)
+    assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
+    assert [r.origin.line for r in result.policy.chains["wan"].rules] == [1, 8]
+    prove_remediation("pfsense", FRAGMENT, "10.0.0.25")

@@ -8,8 +8,6 @@ such a file says whether the device logs what it blocks, so the policy says it d
 
 from __future__ import annotations
 
-import re
-
 from mailflow_doctor.firewall.evaluate import RangeCheck
 from mailflow_doctor.firewall.model import Action, Chain, Origin, Policy, Rule
 from mailflow_doctor.firewall.registry import (
@@ -22,16 +20,17 @@ from mailflow_doctor.firewall.registry import (
 from mailflow_doctor.firewall.vendors._kit import first_closing, gap_context, try_parse_set
 from mailflow_doctor.knowledge.ipranges import IPSet
 
-_COMMENT = re.compile(r"\s*(#|;|//).*$")
+_MARKERS = ("#", ";", "//")
 MAX_LINE = 4096
 
 
 def _entry(line: str) -> str:
     """The address part of a line, without comments and surrounding blanks."""
-    if len(line) > MAX_LINE:
-        return line[:MAX_LINE]
-    text = _COMMENT.sub("", line).strip()
-    text = re.sub(r"\s*-\s*", "-", text)  # "a - b" ranges
+    text = line[:MAX_LINE]
+    cut = min((at for at in (text.find(m) for m in _MARKERS) if at >= 0), default=len(text))
+    text = text[:cut].strip()
+    if "-" in text:
+        text = "-".join(part.strip() for part in text.split("-"))  # "a - b" ranges
     return text
 
 

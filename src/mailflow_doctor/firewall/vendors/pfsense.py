@@ -218,6 +218,22 @@ def _floating(rule: ET.Element) -> bool:
     return xml_text(rule, "floating") == "yes"
 
 
+def wrap_fragment(text: str) -> str:
+    """A pasted `<filter>` block or bare `<rule>` elements, wrapped into a config.xml root.
+
+    The wrapper goes on the existing first line and after the last, so line numbers hold.
+    """
+    if re.search(r"<(pfsense|opnsense)\b", text[:4000]):
+        return text
+    declaration = re.match(r"\s*<\?xml[^>]*\?>", text)
+    head, rest = (
+        (text[: declaration.end()], text[declaration.end() :]) if declaration else ("", text)
+    )
+    if "<filter" in rest:
+        return f"{head}<pfsense>{rest}\n</pfsense>\n"
+    return f"{head}<pfsense><filter>{rest}\n</filter>\n</pfsense>\n"
+
+
 @register_parser
 class PfSenseParser:
     vendor = "pfsense"
@@ -229,9 +245,12 @@ class PfSenseParser:
             return 95 if "<filter>" in text or "<filter/>" in text else 80
         if "<filter>" in text and "<rule>" in text and "<interface>" in text:
             return 50
+        if re.match(r"\s*(<\?xml[^>]*\?>\s*)?<rule>", text) and "<interface>" in text[:20000]:
+            return 40
         return 0
 
     def parse(self, text: str, path: str, options: ParseOptions) -> ParseResult:
+        text = wrap_fragment(text)
         try:
             root = parse_xml(text)
         except Exception as exc:
@@ -423,6 +442,7 @@ class PfSenseParser:
         gap = gap_context(result.policy, check)
         if not gap.missing:
             return None
+        text = wrap_fragment(text)
         root = parse_xml(text)
         model = _Model(root, result.policy.path)
         options = ParseOptions(interface=result.policy.acl_name)

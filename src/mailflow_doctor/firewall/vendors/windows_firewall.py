@@ -402,8 +402,18 @@ def _form(text: str) -> str:
     return "list"
 
 
+MAX_LINE = 8000
+
+
 def read_rules(text: str) -> tuple[str, list[_Raw], list[tuple[int | None, str]]]:
     issues: list[tuple[int | None, str]] = []
+    if any(len(line) > MAX_LINE for line in text.splitlines()):
+        lines = text.splitlines()
+        for number, line in enumerate(lines, start=1):
+            if len(line) > MAX_LINE:
+                issues.append((number, f"line longer than {MAX_LINE} characters cut short"))
+                lines[number - 1] = line[:MAX_LINE]
+        text = "\n".join(lines)
     form = _form(text)
     if form == "json":
         rules = _json_rules(text, issues)
