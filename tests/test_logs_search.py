@@ -65,6 +65,20 @@ def test_generated_logs_fast_count_matches_csv_loop(tmp_path: Path) -> None:
     assert fast.bytes_read == sum(f.stat().st_size - 3 for f in files)
 
 
+def test_small_chunks_match_whole_file_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mailflow_doctor.evidence import logsearch
+
+    files = generate(tmp_path, size_mb=1, servers=1, seed=9)
+    whole = count_sessions([Document.open(f) for f in files], EOP)
+    monkeypatch.setattr(logsearch, "WHOLE_FILE_BYTES", 0)
+    monkeypatch.setattr(logsearch, "CHUNK_BYTES", 4096)
+    chunked = count_sessions([Document.open(f) for f in files], EOP)
+    assert (chunked.sessions, chunked.lines) == (whole.sessions, whole.lines)
+    assert chunked.slow_path_files == []
+
+
 def test_parallel_scan_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mailflow_doctor.evidence import logsearch
 
@@ -89,7 +103,7 @@ def test_arbitrary_cidr_and_v6(tmp_path: Path) -> None:
         assert (fast.sessions, fast.lines) == csv_loop_count(files, ranges), ranges
 
 
-def test_quoted_connector_and_cut_rows_take_the_slow_path(tmp_path: Path) -> None:
+def test_quoted_connector_and_cut_rows(tmp_path: Path) -> None:
     header = (FIXTURES / "RECV2026112814-1.LOG").read_text(encoding="utf-8-sig")
     rows = [
         [
@@ -124,7 +138,7 @@ def test_quoted_connector_and_cut_rows_take_the_slow_path(tmp_path: Path) -> Non
         encoding="utf-8",
     )
     result = count_sessions([Document.open(path), Document.open(cut)], EOP)
-    assert result.slow_path_files == [str(path)]  # the cut row needs no fallback
+    assert result.slow_path_files == []  # a quoted connector and a cut row need no fallback
     assert result.sessions == 4 + 1 + 1
     assert result.sessions == csv_loop_count([path, cut], EOP)[0]
 

@@ -18,6 +18,7 @@ re-saves), are read through the ordinary row parser instead: slower, same answer
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import time
 from bisect import bisect_right
@@ -33,6 +34,7 @@ CHUNK_BYTES = 8 * 1024 * 1024
 MAX_V4_PREFIXES = 512
 MAX_V6_PREFIXES = 64
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+WHOLE_FILE_BYTES = 64 * 1024 * 1024
 
 Progress = Callable[[int], None]  # bytes just read
 
@@ -115,13 +117,15 @@ class RangeMatcher:
         if not alternatives:
             return None
         # `[^,]` runs much faster in the regex engine than `[^,\r\n]`, and so does a prefix
-        # written inline rather than as a lookahead. A capture that crosses a line end (a cut
-        # row) or holds a quote (a connector name with a comma) sends the file to the slow path.
+        # written inline rather than as a lookahead. A connector name with a comma is quoted
+        # (`"(?:[^"]|"")*+"`); a capture that crosses a line end (a cut row) sends the file to
+        # the slow path.
         field_ = rb"[^,]*+"
+        connector = rb'(?:"(?:[^"]|"")*+"|[^,]*+)'
         lead = (
             alternatives[0] if len(alternatives) == 1 else b"(?:" + b"|".join(alternatives) + b")"
         )
-        pattern = rb"\n" + field_ + b",(" + field_ + b"," + field_ + b"),"
+        pattern = rb"\n" + field_ + b",(" + connector + b"," + field_ + b"),"
         pattern += field_ + b"," + field_ + b",(" + lead + field_ + b"),"
         return re.compile(pattern)
 
@@ -206,6 +210,12 @@ def scan_file_fast(
     carry = b"\n"
     with open(path, "rb") as handle:
         handle.seek(bom)
+        if os.fstat(handle.fileno()).st_size <= WHOLE_FILE_BYTES:  # Exchange rolls at 10 MB
+            data = handle.read()
+            found.update(pattern.findall(b"\n" + data + b"\n"))
+            if progress is not None:
+                progress(len(data))
+            return None if _crosses_lines(found) else found
         while True:
             data = handle.read(CHUNK_BYTES)
             if not data:
@@ -218,29 +228,17 @@ def scan_file_fast(
                 continue
             block = carry + data[: cut + 1]
             carry = data[cut:]  # keeps the newline that starts the next block
-            if _quoted_connector(block):
-                return None
             found.update(pattern.findall(block))
             if progress is not None:
                 progress(len(data))
         if len(carry) > 1:
-            if _quoted_connector(carry):
-                return None
             found.update(pattern.findall(carry + b"\n"))
-    if any(b"\n" in key or b'"' in key or b"\n" in endpoint for key, endpoint in found):
-        return None
-    return found
+    return None if _crosses_lines(found) else found
 
 
-_QUOTED_CONNECTOR = re.compile(rb'\n[^,\n]*+,"')
-
-
-def _quoted_connector(block: bytes) -> bool:
-    """Does a row quote its connector-id (a name with a comma)? The fast path cannot split it.
-
-    Such a row has `Z,"` right after its time; the exact check only runs where that is found.
-    """
-    return b'Z,"' in block and _QUOTED_CONNECTOR.search(block) is not None
+def _crosses_lines(found: Found) -> bool:
+    """A capture holding a line end comes from a cut row: the file needs the slow path."""
+    return any(b"\n" in key or b"\n" in endpoint for key, endpoint in found)
 
 
 def _scan_worker(job: tuple[str, int, bytes]) -> tuple[str, Found | None]:
