@@ -1264,6 +1264,15 @@ def _json_nat_spec(body: dict[str, Json]) -> str:
     return ""
 
 
+def _prio(info: dict[str, Json]) -> int:
+    value = info.get("prio", 0)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return _priority(value.split())
+    return 0
+
+
 def _chain_id(family: str, table: str, name: str) -> str:
     return f"{family} {table} {name}"
 
@@ -1392,7 +1401,7 @@ def build_policy(rs: _Ruleset, issues: list[tuple[int | None, str]]) -> ParseRes
             if built.dnat is not None and info.get("type") == "nat":
                 translation = _destination_nat(built.dnat, family, origin)
                 if translation is not None:
-                    nat_rules.append((int(info.get("prio", 0) or 0), order, translation))
+                    nat_rules.append((_prio(info), order, translation))
         policy_word = str(info.get("policy", "accept"))
         base = "hook" in info
         default = Action.RETURN
@@ -1433,14 +1442,14 @@ def build_policy(rs: _Ruleset, issues: list[tuple[int | None, str]]) -> ParseRes
 
     def entries_for(hooks: tuple[str, ...]) -> tuple[str, ...]:
         chosen = [
-            (hooks.index(str(info.get("hook"))), int(info.get("prio", 0) or 0), order, key)
+            (hooks.index(str(info.get("hook"))), _prio(info), order, key)
             for order, (key, info) in enumerate(base_chains)
             if info.get("hook") in hooks
         ]
         return tuple(_chain_id(*key) for *_, key in sorted(chosen))
 
     for key, info in base_chains:
-        if info.get("hook") == "prerouting" and int(info.get("prio", 0) or 0) < dnat_priority:
+        if info.get("hook") == "prerouting" and _prio(info) < dnat_priority:
             chain_id = _chain_id(*key)
             chains[chain_id] = replace(chains[chain_id], pre_nat=True)
     forward = (rs.options.acl or "").lower() == "forward"
@@ -1581,6 +1590,9 @@ def _normalise_json(objects: list[dict[str, Json]]) -> None:
 
 
 def _flag_names(value: Json) -> int:
+    """Flags as a list, a name, a number or a nested `{"|": [a, b]}` expression."""
+    if isinstance(value, dict) and isinstance(value.get("|"), list):
+        return _flag_names(value["|"])
     names = value if isinstance(value, list) else [value]
     result = 0
     for name in names:
@@ -1588,6 +1600,8 @@ def _flag_names(value: Json) -> int:
             result |= TCP_FLAGS[name]
         elif isinstance(name, int):
             result |= name
+        elif isinstance(name, (dict, list)):
+            result |= _flag_names(name)
     return result
 
 
