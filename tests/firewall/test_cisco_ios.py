@@ -100,6 +100,7 @@ def test_edge_router_verdicts_hand_checked() -> None:
     blocked_by = {v.range: [o.line for o in v.deciding] for v in check.verdicts}
     assert blocked_by["52.100.0.0/14"] == [28, 30]  # the seq 10 deny, the seq 30 permit
     assert any("established" in note for note in check.notes)
+    assert any("inside address 10.0.0.25/32" in note for note in policy.notes)
 
 
 def test_ipv6_filter_on_the_same_interface() -> None:

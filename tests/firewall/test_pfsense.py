@@ -216,8 +216,8 @@ def test_opnsense_dhcp_wan_and_unlogged_default() -> None:
 
 def test_remediation_floating_blocker() -> None:
     remedy, _ = prove_remediation("pfsense", CONFIG, "203.0.113.2")
-    assert "\t\t\t<floating>yes</floating>" in remedy.lines
-    assert "\t\t\t<address>52.103.0.0/16 104.47.0.0/17</address>" in remedy.lines
+    assert "  <floating>yes</floating>" in remedy.lines
+    assert "  <address>52.103.0.0/16 104.47.0.0/17</address>" in remedy.lines
 
 
 def test_remediation_extends_alias_for_ipv6() -> None:

@@ -705,6 +705,7 @@ class CiscoIosParser:
             default_logged=False,
         )
         nat = _nats(parser, path)
+        notes.extend(_inside_address_notes(rules, nat))
         notes.append(
             "IOS checks the inbound ACL on the outside interface before NAT: rules name the "
             "public address; traffic matching no entry is dropped by the implicit deny, "
@@ -873,6 +874,26 @@ def _nats(parser: _Parser, path: str) -> list[DestinationNat]:
         except (IndexError, ValueError, AddressParseError):
             parser.issues.append((number, f"unsupported static NAT: {text[:80]}"))
     return result
+
+
+def _inside_address_notes(rules: list[Rule], nats: list[DestinationNat]) -> list[str]:
+    """Entries naming a NAT inside address: IOS checks them before NAT, so they never match."""
+    notes: list[str] = []
+    for nat in nats:
+        inside_only = nat.private - nat.public
+        for rule in rules:
+            if rule.action != Action.PERMIT or rule.destinations == IPSet.all_v4():
+                continue
+            if rule.destinations.overlaps(inside_only) and not rule.destinations.overlaps(
+                nat.public
+            ):
+                notes.append(
+                    f"{rule.origin.path}:{rule.origin.line}: `{rule.origin.text.strip()}` names "
+                    f"the inside address {', '.join((rule.destinations & inside_only).cidrs()[:3])}"
+                    f"; IOS checks the inbound ACL before NAT, so traffic to the public address "
+                    f"{', '.join(nat.public.cidrs()[:3])} never matches it"
+                )
+    return list(dict.fromkeys(notes))
 
 
 def _acl_by_family(parser: _Parser, policy: Policy, family: int) -> _Acl | None:

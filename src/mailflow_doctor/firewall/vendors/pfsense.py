@@ -592,7 +592,10 @@ def _new_rule(model: _Model, gap: GapContext, text: str) -> tuple[tuple[str, ...
         "\t\t\t<descr><![CDATA[Exchange Online SMTP (mailflow-doctor)]]></descr>\n"
         "\t\t</rule>\n"
     )
-    lines = tuple(alias_xml.strip("\n").split("\n") + rule_xml.strip("\n").split("\n"))
+    lines = tuple(
+        line.replace("\t\t", "", 1).replace("\t", "  ")
+        for line in alias_xml.strip("\n").split("\n") + rule_xml.strip("\n").split("\n")
+    )
     anchor_line: int | None = None
     if blocker is not None:
         anchor_line = xml_line(blocker)
