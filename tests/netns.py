@@ -232,10 +232,38 @@ class FirewallLab:
             run("ip", "netns", "exec", f, "sysctl", "-qw", f"{key}={value}")
         for ns in (c, s):
             run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0")
+        # Permanent neighbour entries: 272 simultaneous ARP resolutions would otherwise race
+        # the connection timeout now and then.
+        client_mac = self._mac(c, cf)
+        neighbours = [
+            f"neigh replace {src} lladdr {client_mac} dev {fc} nud permanent"
+            for src in self.sources
+        ]
+        run("ip", "-n", f, "-batch", "-", stdin="\n".join(neighbours) + "\n")
+        firewall_mac = self._mac(f, fc)
+        run(
+            "ip",
+            "-n",
+            c,
+            "neigh",
+            "replace",
+            FIREWALL_ADDRESS,
+            "lladdr",
+            firewall_mac,
+            "dev",
+            cf,
+            "nud",
+            "permanent",
+        )
         for ns in (f, s):
             self._processes.append(self._spawn(ns, GREETER))
         self._client = self._spawn(c, CLIENT)
         self._processes.append(self._client)
+
+    @staticmethod
+    def _mac(ns: str, device: str) -> str:
+        info = json.loads(run("ip", "-n", ns, "-j", "link", "show", device))
+        return str(info[0]["address"])
 
     def _spawn(self, ns: str, code: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
@@ -263,18 +291,25 @@ class FirewallLab:
         self.firewall("nft", "flush", "ruleset")
         self.firewall("nft", "-f", "-", stdin=text)
 
-    def connect_all(self, destination: str, port: int = 25, timeout: float = 0.4) -> dict[str, str]:
+    def connect_all(
+        self,
+        destination: str,
+        port: int = 25,
+        timeout: float = 0.4,
+        sources: list[str] | None = None,
+    ) -> dict[str, str]:
         """Connect from every source at once: 'connected', 'refused' or 'timeout' per source."""
+        chosen = self.sources if sources is None else sources
         assert self._client is not None
         assert self._client.stdin
         assert self._client.stdout
-        targets = [[src, destination, port] for src in self.sources]
+        targets = [[src, destination, port] for src in chosen]
         self._client.stdin.write(json.dumps({"targets": targets, "timeout": timeout}) + "\n")
         self._client.stdin.flush()
         line = self._client.stdout.readline()
         if not line:
             raise RuntimeError("the client worker stopped")
-        return dict(zip(self.sources, json.loads(line), strict=True))
+        return dict(zip(chosen, json.loads(line), strict=True))
 
     def close(self) -> None:
         for process in self._processes:

@@ -39,7 +39,8 @@ def lab() -> Iterator[FirewallLab]:
         yield built
     print(
         f"\nkernel oracle: {STATS['agreed']}/{STATS['policies']} policies agreed "
-        f"({STATS['connections']} connections)"
+        f"({STATS['connections']} connections, {STATS.get('retried', 0)} policies needed a "
+        "second attempt for a lost packet)"
     )
 
 
@@ -72,6 +73,13 @@ def judge(lab: FirewallLab, vendor: str, text: str, destination: str) -> None:
     else:
         lab.load_nftables(text)
     seen = lab.connect_all(destination)
+    first = predicted(text, vendor, destination, lab)
+    doubtful = [s for s in lab.sources if first[s] != seen[s]]
+    if doubtful:
+        # A lost packet is the harness's fault, a wrong verdict is ours: a disagreement must
+        # survive a second, slower attempt (SYN retransmits after 1 s) to count.
+        STATS["retried"] = STATS.get("retried", 0) + 1
+        seen.update(lab.connect_all(destination, timeout=1.5, sources=doubtful))
     # The kernel's own listing is parsed too: `iptables-save` and `nft -j list ruleset`.
     listing = (
         lab.firewall("iptables-save")
@@ -138,4 +146,3 @@ def test_many_iptables_policies_agree_with_the_kernel(lab: FirewallLab, spec: Sp
 @given(spec=specs(nft=True))
 def test_many_nftables_policies_agree_with_the_kernel(lab: FirewallLab, spec: Spec) -> None:
     _check(lab, spec, "nftables")
-
