@@ -55,6 +55,7 @@ class Header:
     names: tuple[str, ...]
     keys: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _positions: dict[str, int] = field(init=False, repr=False, compare=False)
+    _lookups: dict[tuple[str, ...], int | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = tuple(normalise_name(name) for name in self.names)
@@ -63,16 +64,21 @@ class Header:
             positions.setdefault(key, position)  # a repeated name: the first one counts
         object.__setattr__(self, "keys", keys)
         object.__setattr__(self, "_positions", positions)
+        object.__setattr__(self, "_lookups", {})
 
     def index(self, *aliases: str) -> int | None:
         """Position of the first alias present (aliases are matched normalised)."""
+        lookups = self._lookups
+        if aliases in lookups:
+            return lookups[aliases]
+        found: int | None = None
         for alias in aliases:
-            position = self._positions.get(alias)
-            if position is None:
-                position = self._positions.get(normalise_name(alias))
-            if position is not None:
-                return position
-        return None
+            found = self._positions.get(normalise_name(alias))
+            if found is not None:
+                break
+        if len(lookups) < 256:  # readers ask with a few constant alias lists
+            lookups[aliases] = found
+        return found
 
     def has(self, *names: str) -> bool:
         """True when every name is a column."""
@@ -105,9 +111,10 @@ class TableRow:
     def get(self, *aliases: str) -> str:
         """The stripped value of the first alias that is a column, else ""."""
         index = self.header.index(*aliases)
-        if index is None or index >= len(self.values):
+        values = self.values
+        if index is None or index >= len(values):
             return ""
-        return self.values[index].strip()
+        return values[index].strip()
 
     def as_dict(self) -> dict[str, str]:
         return dict(zip(self.header.names, self.values, strict=False))

@@ -76,6 +76,17 @@ def _extra(pairs: Iterator[tuple[str, str]], mapped: set[str]) -> tuple[tuple[st
     )
 
 
+def _row_extra(row: TableRow, mapped: set[str]) -> tuple[tuple[str, str], ...]:
+    """Columns the record has no field for, without re-checking names on every row."""
+    header = row.header
+    names = header.names
+    return tuple(
+        (names[i], value[:MAX_EXTRA_CHARS])
+        for i, value in enumerate(row.values[: len(names)])
+        if value and header.keys[i] not in mapped
+    )
+
+
 def _when(
     column: TimeColumn, text: str, doc: Document, ctx: ReadContext, line: int
 ) -> datetime | None:
@@ -132,7 +143,7 @@ class MessageTraceReader:
             from_ip=row.get("FromIP"),
             to_ip=row.get("ToIP"),
             size=to_int(row.get("Size")),
-            extra=_extra(iter(row.as_dict().items()), _MAPPED_TRACE),
+            extra=_row_extra(row, _MAPPED_TRACE),
             time_assumed=column.note,
         )
 
@@ -211,7 +222,7 @@ class MessageTraceDetailReader:
                 recipient=row.get("RecipientAddress"),
                 sender=row.get("SenderAddress"),
                 time_assumed=column.note,
-                extra=_extra(iter(row.as_dict().items()), _MAPPED_DETAIL),
+                extra=_row_extra(row, _MAPPED_DETAIL),
             )
 
     def _read_json(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
