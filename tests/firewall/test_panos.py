@@ -200,7 +200,7 @@ def test_ipv6_and_the_zone_after_nat() -> None:
 
 def test_xml_format_dynamic_group_and_logged_deny() -> None:
     result = parse("panos", XML)
-    assert result.policy.acl_name == "xml"
+    assert result.policy.acl_name == "security"
     verdicts = table(result, "198.51.100.25")
     assert verdicts["40.92.0.0/15"] == ("permitted",)
     assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")

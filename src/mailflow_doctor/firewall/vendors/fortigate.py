@@ -816,11 +816,12 @@ def _extend_group(
         return None
     policy_id, node = found
     blocker = gap.first_blocker()
-    if blocker is not None and blocker.origin.line is not None and blocker.origin.line < node.line:
-        # Order is by listing; line order is listing order unless `move` was used.
-        order = list((scope.table("firewall policy") or _Node("", 0)).edits.values())
-        ids = [n.line for n in order]
-        if blocker.origin.line in ids and ids.index(blocker.origin.line) < ids.index(node.line):
+    if blocker is not None:
+        # Listing order (after any `move`) decides, not line numbers.
+        order = [n.line for n in (scope.table("firewall policy") or _Node("", 0)).edits.values()]
+        if blocker.origin.line in order and order.index(blocker.origin.line) < order.index(
+            node.line
+        ):
             return None
     family = 6 if gap.missing.v6 else 4
     suffix = "6" if family == 6 else ""

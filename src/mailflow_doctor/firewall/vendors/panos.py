@@ -625,7 +625,7 @@ class PanosParser:
             entries=("security",),
             nat=tuple(nats),
             destination_view=DestinationView.PRE_NAT,
-            acl_name=form,
+            acl_name="security",
             inbound_interfaces=inbound,
             smtp_hosts=tuple(
                 str(n.public.networks()[0].network_address)
