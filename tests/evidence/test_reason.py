@@ -342,6 +342,55 @@ def test_round_trip_of_generated_chains(hops: list[tuple[int, int, int, str]], s
     assert reason.socket_error == socket
 
 
+@settings(max_examples=150)
+@given(
+    expired_at=_TIMES,
+    tried_at=_TIMES,
+    eop=_HOST,
+    target=_HOST,
+    ip=_IPV4,
+    code=st.sampled_from(["4.4.316", "4.4.315", "4.4.317"]),
+    socket=st.integers(10000, 11999),
+    wrap=st.integers(0, 3),
+)
+def test_round_trip_of_generated_ndr_blocks(
+    expired_at: datetime,
+    tried_at: datetime,
+    eop: str,
+    target: str,
+    ip: str,
+    code: str,
+    socket: int,
+    wrap: int,
+) -> None:
+    final = "5" + code[1:]
+    inner = f"Socket error code {socket}"
+    text = (
+        f"{_us(expired_at)} - Server at {eop} returned '550 {final} Message expired, "
+        f"connection refused({inner})'\n"
+        f"{_us(tried_at)} - Server at {target} ({ip}) returned '450 {code} Connection refused "
+        f"[Message={inner}] [LastAttemptedServerName={target}] [LastAttemptedIP={ip}:25] "
+        f"[BN1NAM02FT012.eop-nam02.prod.protection.outlook.com]({inner})'"
+    )
+    if wrap:  # pasted from a mail client that wraps long lines
+        words = text.split(" ")
+        text = " ".join(
+            word + ("\n" if i % (5 + wrap) == 4 else "") for i, word in enumerate(words)
+        )
+        text = text.replace("\n ", "\n")
+    reason = parse_reason(text)
+    assert (reason.code, reason.expired, reason.inner) == (final, True, inner)
+    assert (reason.reported_by, reason.reported_utc) == (eop, expired_at)
+    hop = reason.chain[0]
+    assert (hop.code, hop.reported_by, hop.reported_by_ip, hop.reported_utc) == (
+        code,
+        target,
+        ip,
+        tried_at,
+    )
+    assert (reason.ip, reason.port, reason.fqdn, reason.socket_error) == (ip, 25, target, socket)
+
+
 # --- conformance over the public samples -------------------------------------------------
 
 SAMPLE_CODES = {
