@@ -294,3 +294,32 @@ def test_show_access_lists_output_and_bare_entries() -> None:
     assert table(bare, "203.0.113.25")["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
     prove_remediation("cisco-ios", SHOW_OUTPUT, "203.0.113.25")
     prove_remediation("cisco-ios", BARE, "203.0.113.25")
+
+
+SERVICE_GROUPS = """\
+object-group service MAIL
+ tcp eq smtp
+ tcp eq 587
+object-group service WEB
+ tcp eq www
+ tcp-udp eq 443
+ip access-list extended IN
+ 10 permit object-group WEB any host 192.0.2.25
+ 20 permit object-group MAIL 40.92.0.0 0.1.255.255 host 192.0.2.25
+ 30 deny object-group MAIL 40.107.0.0 0.0.255.255 any
+ 40 permit tcp any any
+"""
+
+
+def test_service_object_groups() -> None:
+    result = parse("cisco-ios", SERVICE_GROUPS)
+    verdicts = table(result, "192.0.2.25")
+    assert verdicts["40.92.0.0/15"] == ("permitted",)
+    assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
+    assert verdicts["52.100.0.0/14"] == ("permitted",)
+    assert table(result, "192.0.2.25", port=443)["40.107.0.0/16"] == ("permitted",)
+    remedy, _ = prove_remediation("cisco-ios", SERVICE_GROUPS, "192.0.2.25")
+    assert remedy.lines == (
+        "ip access-list extended IN",
+        " 25 permit tcp 40.107.0.0 0.0.255.255 host 192.0.2.25 eq smtp",
+    )

@@ -319,3 +319,58 @@ def test_generated_rulebases_agree_with_a_naive_walk(rules, probes) -> None:
                 expected = action == "allow"
                 break
         assert (address in permitted) == expected
+
+
+BARE_RULES = """\
+set rulebase security rules inbound-smtp from untrust
+set rulebase security rules inbound-smtp to dmz
+set rulebase security rules inbound-smtp source [ 40.92.0.0/15 40.107.0.0/16 ]
+set rulebase security rules inbound-smtp destination 198.51.100.25
+set rulebase security rules inbound-smtp application any
+set rulebase security rules inbound-smtp service service-smtp
+set rulebase security rules inbound-smtp action allow
+set rulebase security rules web from untrust
+set rulebase security rules web to dmz
+set rulebase security rules web source any
+set rulebase security rules web destination 198.51.100.25
+set rulebase security rules web application any
+set rulebase security rules web service tcp-443
+set rulebase security rules web action allow
+"""
+
+
+def test_bare_rules_without_objects() -> None:
+    assert sniffed_as(BARE_RULES) == "panos"
+    result = parse("panos", BARE_RULES)
+    verdicts = table(result, "198.51.100.25")
+    assert verdicts["40.107.0.0/16"] == ("permitted",)
+    assert verdicts["52.100.0.0/14"] == ("blocked", "52.100.0.0/14")  # tcp-443 is not SMTP
+    assert any("service-smtp is not defined" in note for note in result.policy.notes)
+    remedy, _ = prove_remediation("panos", BARE_RULES, "198.51.100.25")
+    assert remedy.lines[-1] == (
+        "set rulebase security rules inbound-smtp source [ EXO-52.100.0.0_14 EXO-104.47.0.0_17 ]"
+    )
+
+
+PANORAMA = """\
+set device-group branch post-rulebase security rules deny-all from any
+set device-group branch post-rulebase security rules deny-all to any
+set device-group branch post-rulebase security rules deny-all source any
+set device-group branch post-rulebase security rules deny-all destination any
+set device-group branch post-rulebase security rules deny-all service any
+set device-group branch post-rulebase security rules deny-all application any
+set device-group branch post-rulebase security rules deny-all action deny
+set device-group branch pre-rulebase security rules eop from any
+set device-group branch pre-rulebase security rules eop to any
+set device-group branch pre-rulebase security rules eop source 40.92.0.0/15
+set device-group branch pre-rulebase security rules eop destination any
+set device-group branch pre-rulebase security rules eop service any
+set device-group branch pre-rulebase security rules eop application any
+set device-group branch pre-rulebase security rules eop action allow
+"""
+
+
+def test_panorama_pre_rules_come_before_post_rules() -> None:
+    verdicts = table(parse("panos", PANORAMA), "198.51.100.25")
+    assert verdicts["40.92.0.0/15"] == ("permitted",)
+    assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")

@@ -474,6 +474,14 @@ class _Builder:
                         self.config.issues.append((line, f"service {name}: bad port {port!r}"))
             elif name in _PREDEFINED_SERVICES:
                 result += [(p, ports, None) for p, ports in _PREDEFINED_SERVICES[name]]
+            elif (guess := _guess_service(name)) is not None:
+                # Pasted rules often come without their service objects.
+                result.append(guess)
+                self.notes.append(
+                    f"service {name} is not defined in the file; assumed to be "
+                    f"{guess[0].upper()} {guess[1].ranges[0][0] if guess[1] else 'any'} "
+                    "from its name"
+                )
             else:
                 unresolved.append(name)
         return result, unresolved
@@ -492,6 +500,23 @@ class _Builder:
             if subnet:
                 result[zone] = subnet
         return result
+
+
+_SERVICE_NAME = re.compile(r"^(?:service-|svc-)?(tcp|udp)?[-_]?(\w+?)$", re.I)
+
+
+def _guess_service(name: str) -> tuple[str, PortSet | None, PortSet | None] | None:
+    """`service-smtp`, `tcp-25`, `TCP_25`: what an undefined service name plainly says."""
+    match = _SERVICE_NAME.match(name)
+    if match is None or not (match.group(1) or name.lower().startswith(("service-", "svc-"))):
+        return None
+    word = match.group(2).lower()
+    number = int(word) if word.isdigit() and int(word) <= 65535 else None
+    if number is None:
+        number = {"smtp": 25, "smtps": 465, "submission": 587}.get(word)
+    if number is None:
+        return None
+    return ((match.group(1) or "tcp").lower(), PortSet.single(number), None)
 
 
 def _network_of(value: str) -> IPSet | None:
