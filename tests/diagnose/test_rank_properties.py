@@ -50,3 +50,25 @@ def test_rank_invariants(items: list[Finding], seen: Counter[str]) -> None:
                 assert score(other, seen) <= score(ranked[0], seen)
     rest = [f for f in ranked if not f.root_cause]
     assert [f.severity.rank for f in rest] == sorted(f.severity.rank for f in rest)
+
+
+addresses = st.lists(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.ip_addresses(v=6).map(str),
+        st.sampled_from(["", "not-an-ip", "10.0.0.256"]),
+    ),
+    max_size=40,
+)
+
+
+@given(addresses)
+def test_ipset_of_and_within_match_the_slow_way(items: list[str]) -> None:
+    from mailflow_doctor.diagnose.facts import ipset_of, parse_address, within
+    from mailflow_doctor.knowledge.ipranges import IPSet
+
+    good = [a for a in items if parse_address(a) is not None] if items else []
+    expected = IPSet.parse(*good) if good else IPSet()
+    assert ipset_of(items) == expected
+    half = IPSet.parse("0.0.0.0/1", "::/1")
+    assert within(items, half) == {a for a in good if a in half}

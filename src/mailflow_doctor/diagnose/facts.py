@@ -20,12 +20,15 @@ opposite.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from mailflow_doctor.evidence.document import SourceRef
+from mailflow_doctor.knowledge.ipranges import IPSet
 
 SUPPORT_KEY = "_support"
 CONTRADICT_KEY = "_contradict"
@@ -66,6 +69,54 @@ def contradict(
 def notes(facts: dict[str, Any], key: str) -> list[Note]:
     value = facts.get(key, [])
     return [n for n in value if isinstance(n, Note)]
+
+
+@lru_cache(maxsize=1 << 18)
+def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address parsed once however many records repeat it (logs repeat them a lot)."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def within(addresses: Iterable[str], ranges: IPSet) -> set[str]:
+    """The addresses (text) that lie in `ranges`, each distinct address parsed once."""
+    found: set[str] = set()
+    for text in set(addresses):
+        address = parse_address(text) if text else None
+        if address is not None and address in ranges:
+            found.add(text)
+    return found
+
+
+def address_key(text: str) -> tuple[int, int, str]:
+    """Sort key: IPv4 before IPv6, numerically; unparsable text last."""
+    address = parse_address(text)
+    if address is None:
+        return (9, 0, text)
+    return (address.version, int(address), "")
+
+
+def ipset_of(addresses: Iterable[str]) -> IPSet:
+    """An IPSet of single addresses, built in one pass (no per-address set union)."""
+    v4: list[int] = []
+    v6: list[int] = []
+    for text in set(addresses):
+        address = parse_address(text) if text else None
+        if address is not None:
+            (v4 if address.version == 4 else v6).append(int(address))
+    return IPSet(_runs(v4), _runs(v6))
+
+
+def _runs(values: list[int]) -> tuple[tuple[int, int], ...]:
+    runs: list[list[int]] = []
+    for value in sorted(values):
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    return tuple((a, b) for a, b in runs)
 
 
 def utc_iso(when: datetime | None) -> str | None:

@@ -8,16 +8,24 @@ Where the device does not log its default deny, the absence of log lines proves 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from mailflow_doctor.diagnose.bundle import ref_list
 from mailflow_doctor.diagnose.checks import Context, check
-from mailflow_doctor.diagnose.facts import contradict, support, utc_iso
+from mailflow_doctor.diagnose.facts import (
+    address_key,
+    contradict,
+    ipset_of,
+    support,
+    utc_iso,
+    within,
+)
 from mailflow_doctor.diagnose.model import Finding, Severity
 from mailflow_doctor.diagnose.rules.trace import REFUSED, TIMEOUT, plural
 from mailflow_doctor.evidence.records import FirewallDrop
-from mailflow_doctor.knowledge.ipranges import IPSet, ip_sort_key
+from mailflow_doctor.knowledge.ipranges import IPSet
 
 WINDOW_SLACK = timedelta(minutes=30)
 TCP = frozenset({"tcp", "6", ""})
@@ -40,12 +48,13 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
     eop_cidrs = ctx.bundle.endpoints.eop_smtp_cidrs()
     eop = ctx.bundle.endpoints.eop_smtp_ranges()
     timed = [d for d in drops if in_window(d.time_utc, window)]
-    from_eop = [d for d in timed if d.src_ip in eop]
-    others = [d for d in timed if d.src_ip not in eop]
+    eop_sources = within((d.src_ip for d in timed), eop)
+    from_eop = [d for d in timed if d.src_ip in eop_sources]
+    others = [d for d in timed if d.src_ip not in eop_sources]
     if from_eop:
-        sources = IPSet.parse(*{d.src_ip for d in from_eop})
+        sources = ipset_of(eop_sources)
         ctx.facts["drop_sources"] = sources
-        hit = [c for c in eop_cidrs if IPSet.parse(c).overlaps(sources)]
+        hit = [c for c in eop_cidrs if IPSet.parse(c).overlaps(sources)]  # a handful of ranges
         times = [d.time_utc for d in from_eop if d.time_utc is not None]
         first, last = (min(times), max(times)) if times else (None, None)
         assumed = sorted({d.time_assumed for d in from_eop if d.time_assumed})
@@ -101,7 +110,7 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
             data={
                 "count": len(from_eop),
                 "source_ranges": hit,
-                "sources": sorted({d.src_ip for d in from_eop}, key=ip_sort_key)[:50],
+                "sources": heapq.nsmallest(50, eop_sources, key=address_key),
                 "destinations": sorted({d.dst_ip for d in from_eop}),
                 "first_utc": utc_iso(first),
                 "last_utc": utc_iso(last),
@@ -116,7 +125,7 @@ def firewall_drops(ctx: Context) -> Iterator[Finding]:
             explains=(REFUSED, TIMEOUT),
         )
     if others and window is not None:
-        sources_other = sorted({d.src_ip for d in others}, key=ip_sort_key)
+        sources_other = sorted({d.src_ip for d in others}, key=address_key)
         yield Finding(
             id="firewall.drops_from_unpublished",
             severity=Severity.INFO,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from mailflow_doctor.diagnose.checks import Context, check
-from mailflow_doctor.diagnose.facts import contradict, support, utc_iso
+from mailflow_doctor.diagnose.facts import contradict, support, utc_iso, within
 from mailflow_doctor.diagnose.model import Finding, Severity
 from mailflow_doctor.evidence.document import SourceRef
 from mailflow_doctor.evidence.records import LogSpan, SmtpSession
@@ -110,14 +110,16 @@ def _sessions(
         and s.start_utc is not None
         and window[0] - EDGE_SLACK <= s.start_utc <= window[1] + EDGE_SLACK
     ]
-    from_eop = [s for s in sessions if s.remote_ip and s.remote_ip in eop]
-    seen_ranges = [c for c in eop_cidrs if any(s.remote_ip in IPSet.parse(c) for s in from_eop)]
+    eop_remotes = within((s.remote_ip for s in sessions), eop)
+    from_eop = [s for s in sessions if s.remote_ip in eop_remotes]
+    seen_ranges = [c for c in eop_cidrs if within(eop_remotes, IPSet.parse(c))]
     suspects = IPSet()
     for key in ("firewall_missing", "drop_sources"):
         value = ctx.facts.get(key)
         if isinstance(value, IPSet):
             suspects = suspects | value
-    from_suspects = [s for s in from_eop if s.remote_ip in suspects]
+    suspect_remotes = within(eop_remotes, suspects)
+    from_suspects = [s for s in from_eop if s.remote_ip in suspect_remotes]
     refs = tuple(r for s in covered for r in span_refs[s][:1])
     session_refs = tuple(dict.fromkeys(s.ref for s in from_eop[:3]))
     base = {
