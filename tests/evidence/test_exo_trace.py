@@ -174,6 +174,22 @@ def test_message_trace_convertto_json_array(tmp_path: Path) -> None:
     assert second.received_utc == datetime(2026, 11, 28, 20, 41, 7, 123456, tzinfo=UTC)
 
 
+def test_compressed_json_on_one_long_line(tmp_path: Path) -> None:
+    item = (
+        '{"Received":"2026-11-28T20:41:07Z","SenderAddress":"a@fabrikam.com",'
+        '"RecipientAddress":"ap@tailspintoys.ca","Subject":"%s","Status":"Pending"}'
+    )
+    text = "[" + ",".join(item % n for n in range(3000)) + "]"
+    assert len(text) > 300_000
+    kind, records, issues = _read(_write(tmp_path, "trace.json", text.encode()))
+    assert kind == "exo.message_trace"
+    assert issues == []
+    messages = _messages(records)
+    assert len(messages) == 3000
+    assert messages[-1].subject == "2999"
+    assert {m.ref.line for m in messages} == {1}
+
+
 def test_json_lines_with_a_broken_line(tmp_path: Path) -> None:
     good = '{"Received":"2026-11-28T20:41:07Z","RecipientAddress":"a@x.ca","Status":"Delivered"}'
     path = _write(tmp_path, "trace.log", f"{good}\n{{broken\n{good}\n".encode())

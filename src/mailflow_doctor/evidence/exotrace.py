@@ -27,7 +27,8 @@ from mailflow_doctor.evidence.tabular import (
     sniff_table,
 )
 
-MAX_JSON_BYTES = 256 * 1024 * 1024
+MAX_JSON_BYTES = 128 * 1024 * 1024
+MAX_JSON_VALUE_CHARS = 64 * 1024
 UTC_NOTE = "no time zone in the file; read as UTC, as Exchange Online writes it"
 _REASON_EVENTS = frozenset({"defer", "fail", "drop", "deferred", "failed", "dsn", "badmail"})
 _CODE = re.compile(r"(?<![\w.])[245]\d\d[ -][245]\.\d{1,3}\.\d{1,3}(?![\w.])")
@@ -134,7 +135,10 @@ def json_objects(doc: Document, ctx: ReadContext) -> Iterator[tuple[int, dict[st
     if doc.size > MAX_JSON_BYTES:
         ctx.warn(doc, None, f"JSON file larger than {MAX_JSON_BYTES // 2**20} MB; not read")
         return
-    text = "\n".join(line.text for line in doc.lines())
+    # Read whole, not line by line: `ConvertTo-Json -Compress` puts everything on one line.
+    with doc.path.open("rb") as raw:
+        raw.seek(doc.bom)
+        text = raw.read(MAX_JSON_BYTES).decode(doc.encoding, errors="replace")
     decoder = json.JSONDecoder()
     position = 0
     line = 1
@@ -186,7 +190,7 @@ def json_get(obj: dict[str, object], *aliases: str) -> str:
             if value is None:
                 return ""
             if isinstance(value, str):
-                return value
+                return value[:MAX_JSON_VALUE_CHARS]
             if isinstance(value, bool):
                 return str(value)
             if isinstance(value, int | float):
