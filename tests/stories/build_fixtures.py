@@ -238,6 +238,7 @@ class ReceiveLog:
         self.local = f"{local_ip}:25"
         self.connector = f"{server}\\Default Frontend {server}"
         self.lines: list[tuple[datetime, str]] = []
+        self.accepted: list[tuple[datetime, str, str, Message]] = []
         self.count = 0
 
     def _row(
@@ -340,6 +341,7 @@ class ReceiveLog:
         )
         row(">", f"250  {ENDPOINT} Hello [{ip}] {caps} {tail}")
         if message is not None:
+            self.accepted.append((when, sid, ip, message))
             row(
                 "<",
                 f"MAIL FROM:<{message.sender}> SIZE={20000 + message.index * 731} BODY=BINARYMIME",
@@ -498,6 +500,98 @@ Identity                  : Hybrid Configuration
 """
 
 
+def send_connector(tls_name: str) -> str:
+    return f"""
+AddressSpaces                : {{smtp:contoso.mail.onmicrosoft.com;1}}
+CloudServicesMailEnabled     : True
+ConnectorType                : Default
+DNSRoutingEnabled            : True
+Enabled                      : True
+Fqdn                         : {ENDPOINT}
+Name                         : Outbound to Office 365 - {GUID}
+Port                         : 25
+RequireTLS                   : True
+SmartHosts                   : {{}}
+SourceTransportServers       : {{EX01, EX02}}
+TlsAuthLevel                 : DomainValidation
+TlsCertificateName           : {tls_name}
+TlsDomain                    : mail.protection.outlook.com
+Identity                     : Outbound to Office 365 - {GUID}
+
+"""
+
+
+def queue_list(server: str, count: int, error: str, last: datetime) -> str:
+    """Get-Queue | Format-List from an en-US shell: the on-premises side of the same outage."""
+    first = last - timedelta(hours=1, minutes=50)
+    return f"""[PS] C:\\Windows\\system32>Get-Queue -Server {server} | Format-List
+
+
+RunspaceId                       : 0c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f
+DeliveryType                     : SmtpDeliveryToExo
+NextHopDomain                    : contoso.mail.onmicrosoft.com
+TlsDomain                        : mail.protection.outlook.com
+NextHopConnector                 : 7d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a
+Status                           : Retry
+MessageCount                     : {count}
+LastError                        : {error}
+RetryCount                       : 11
+LastRetryTime                    : {us_time(last)}
+NextRetryTime                    : {us_time(last + timedelta(minutes=10))}
+FirstRetryTime                   : {us_time(first)}
+DeferredMessageCount             : 0
+LockedMessageCount               : 0
+RiskLevel                        : Normal
+OutboundIPPool                   : 0
+NextHopCategory                  : External
+QueueIdentity                    : {server}\\21
+Identity                         : {server}\\21
+IsValid                          : True
+ObjectState                      : New
+
+RunspaceId                       : 0c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f
+DeliveryType                     : Undefined
+NextHopDomain                    : Submission
+TlsDomain                        :
+NextHopConnector                 : 00000000-0000-0000-0000-000000000000
+Status                           : Ready
+MessageCount                     : 0
+LastError                        :
+RetryCount                       : 0
+QueueIdentity                    : {server}\\Submission
+Identity                         : {server}\\Submission
+IsValid                          : True
+ObjectState                      : New
+
+"""
+
+
+TRACKING_FIELDS = (
+    "date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,"
+    "source,event-id,internal-message-id,message-id,network-message-id,recipient-address,"
+    "recipient-status,total-bytes,recipient-count,related-recipient-address,reference,"
+    "message-subject,sender-address,return-path,message-info,directionality,tenant-id,"
+    "original-client-ip,original-server-ip,custom-data,transport-traffic-type,log-id,"
+    "schema-version"
+)
+
+
+def write_tracking(folder: Path, server: str, rows: list[list[str]], first: datetime) -> None:
+    path = folder / server / "MessageTracking" / f"MSGTRK{first.strftime('%Y%m%d%H')}-1.LOG"
+    head = [
+        "#Software: Microsoft Exchange Server",
+        "#Version: 15.02.1544.004",
+        "#Log-type: Message Tracking Log",
+        f"#Date: {log_time(first)}",
+        f"#Fields: {TRACKING_FIELDS}",
+    ]
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\r\n".join(head) + "\r\n" + buffer.getvalue()
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+
+
 def write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
@@ -587,6 +681,15 @@ def story_cert_renewed_no_hcw(folder: Path) -> None:
         certificate(CURRENT, "EX01") + certificate(CURRENT, "EX02"),
     )
     write_text(config / "Get-HybridConfiguration.txt", hybrid_configuration(tls_name=old_name))
+    write_text(config / "Get-SendConnector.txt", send_connector(old_name))
+    error = (
+        "454 4.7.5 The certificate specified in TlsCertificateName of the SendConnector could "
+        "not be found."
+    )
+    write_text(
+        folder / "EX01" / "Get-Queue.txt",
+        queue_list("EX01", 14, error, BASE + timedelta(hours=1, minutes=52)),
+    )
 
 
 def story_subject_mismatch_one_server(folder: Path) -> None:
@@ -619,6 +722,46 @@ def story_subject_mismatch_one_server(folder: Path) -> None:
         else:
             m.events.append(sent(m, first))
             ex01.session(first - timedelta(seconds=1), EOP_SOURCES[m.index % 5], True, CURRENT, m)
+    tracked = []
+    for when, sid, ip, m in ex01.accepted:
+        if m.index >= 900:  # background relay traffic is not part of the trace
+            continue
+        tracked.append(
+            [
+                log_time(when + timedelta(milliseconds=300)),
+                ip,
+                ip,
+                "10.0.0.11",
+                "EX01",
+                f"{sid};{log_time(when)};1",
+                "EX01\\Default Frontend EX01",
+                "SMTP",
+                "RECEIVE",
+                str(4200000 + m.index),
+                m.message_id,
+                f"9b1c{m.index:04d}-2d3e-4f5a-8b6c-7d8e9f0a1b2c",
+                m.recipient,
+                "",
+                str(20000 + m.index * 731),
+                "1",
+                "",
+                "",
+                m.subject,
+                m.sender,
+                m.sender,
+                "",
+                "Incoming",
+                "",
+                ip,
+                "10.0.0.11",
+                "",
+                "Email",
+                "",
+                "15.02.1544.004",
+            ]
+        )
+    tracked.sort(key=lambda row: row[0])
+    write_tracking(folder, "EX01", tracked, BASE)
     write_trace(folder, messages)
     ex01.background(BASE - timedelta(minutes=10), BASE + timedelta(hours=3))
     ex02.background(BASE - timedelta(minutes=10), BASE + timedelta(hours=3), EX02_SELF)

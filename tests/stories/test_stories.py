@@ -50,9 +50,13 @@ def test_certificate_renewed_without_rerunning_the_wizard() -> None:
     assert root.data["target"] == "mail.contoso.com"
     assert root.data["servers"] == ["EX01", "EX02"]
     assert root.data["deferrals"] == 24
-    connector = diagnosis.finding("connector.tls_certificate_name_mismatch")
-    assert connector is not None
-    assert connector.data["problem"] == "not_installed"
+    problems = {
+        str(f.data["problem"]): f
+        for f in diagnosis.findings
+        if f.id == "connector.tls_certificate_name_mismatch"
+    }
+    assert set(problems) == {"not_installed", "send_not_installed"}
+    connector = problems["not_installed"]
     assert sorted(connector.data["connectors"]) == [
         "EX01\\Default Frontend EX01",
         "EX02\\Default Frontend EX02",
@@ -60,6 +64,14 @@ def test_certificate_renewed_without_rerunning_the_wizard() -> None:
     assert "R3" in connector.data["configured"]
     assert connector.ruled_out.startswith("Not a separate cause")
     assert any("TlsCertificateName" in step for step in root.remediation)
+    # The on-premises side of the same renewal: mail to Exchange Online waits in the queue.
+    queue = diagnosis.finding("queue.onprem_delivery_errors")
+    assert queue is not None
+    assert queue.data["messages_waiting"] == 14
+    assert queue.data["queues"][0]["explained_as"] == "Send connector certificate not found"
+    assert "4.7.5" in queue.explains
+    assert not queue.root_cause
+    assert queue.ruled_out
 
 
 def test_subject_mismatch_on_one_of_two_servers_is_intermittent() -> None:
@@ -81,6 +93,7 @@ def test_subject_mismatch_on_one_of_two_servers_is_intermittent() -> None:
     assert paths is not None
     assert paths.data["arrived"] == paths.data["messages"] == 5
     assert all(p["server"] == "EX01" for p in paths.data["paths"])
+    assert all(p["session"] and p["received_utc"] for p in paths.data["paths"])
 
 
 def test_expired_certificate() -> None:
