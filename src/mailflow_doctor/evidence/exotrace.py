@@ -105,6 +105,14 @@ def time_column(
     return TimeColumn(order, zone, note, order_note)
 
 
+_HAS_ZONE = re.compile(r"(?:Z|[+-]\d{2}:?\d{2}|\)/?)\s*$")
+
+
+def note_unless_zoned(text: str, note: str) -> str:
+    """`note` for a time that carries no zone of its own; "" when it says its zone."""
+    return "" if _HAS_ZONE.search(text) else note
+
+
 def local_zone_note(zone: tzinfo | None, what: str) -> str:
     """The note for a format that holds local time: which zone it was read in."""
     if zone is None:

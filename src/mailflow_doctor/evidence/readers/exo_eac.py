@@ -21,6 +21,7 @@ from mailflow_doctor.evidence.exotrace import (
     TimeColumn,
     columns_of,
     local_zone_note,
+    note_unless_zoned,
     reason_for,
     split_outside_quotes,
     status_from_events,
@@ -94,7 +95,7 @@ class EacSummaryReportReader:
         )
         for row in columns.rows(doc, ctx):
             received = _time(column, row, _SUMMARY_TIME, doc, ctx)
-            note = "" if row.get(*_SUMMARY_TIME).endswith("Z") else column.note
+            note = note_unless_zoned(row.get(*_SUMMARY_TIME), column.note)
             extra_common = tuple(
                 (name, row.get(name)[:MAX_EXTRA_CHARS])
                 for name in ("directionality", "connector_id", "delivery_priority")
@@ -173,7 +174,7 @@ class EacExtendedReportReader:
         column = time_column(doc, columns, ("date_time_utc",), "date_time_utc", None, UTC_NOTE, ctx)
         for row in columns.rows(doc, ctx):
             when = _time(column, row, ("date_time_utc",), doc, ctx)
-            note = "" if row.get("date_time_utc").endswith("Z") else column.note
+            note = note_unless_zoned(row.get("date_time_utc"), column.note)
             event = row.get("event_id")
             recipients = split_outside_quotes(row.get("recipient_address"), ";")
             statuses = _statuses(row.get("recipient_status"), len(recipients))

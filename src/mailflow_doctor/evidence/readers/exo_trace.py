@@ -21,6 +21,7 @@ from mailflow_doctor.evidence.exotrace import (
     json_keys,
     json_objects,
     looks_like_json,
+    note_unless_zoned,
     reason_for,
     time_column,
     to_int,
@@ -168,7 +169,7 @@ class MessageTraceReader:
                     ((str(k), json_get(obj, str(k))) for k in obj if not str(k).startswith("__")),
                     _MAPPED_TRACE,
                 ),
-                time_assumed="" if received_text.endswith(("Z", ")/")) else UTC_NOTE,
+                time_assumed=note_unless_zoned(received_text, UTC_NOTE),
             )
 
 
@@ -243,5 +244,5 @@ class MessageTraceDetailReader:
                 trace_id=json_get(obj, "MessageTraceId"),
                 recipient=json_get(obj, "RecipientAddress"),
                 sender=json_get(obj, "SenderAddress"),
-                time_assumed="" if date_text.endswith(("Z", ")/")) else UTC_NOTE,
+                time_assumed=note_unless_zoned(date_text, UTC_NOTE),
             )
