@@ -365,3 +365,49 @@ def test_generated_policies_agree_with_a_naive_walk(policies, probes) -> None:
                 expected = action == "accept"
                 break
         assert (address in permitted) == expected
+
+
+ROUTED = """\
+config system interface
+    edit "port1"
+        set ip 198.51.100.2 255.255.255.0
+    next
+    edit "port2"
+        set ip 10.1.1.1 255.255.255.0
+    next
+end
+config router static
+    edit 1
+        set gateway 198.51.100.1
+        set device "port1"
+    next
+end
+config firewall policy
+    edit 1
+        set srcintf "port2"
+        set dstintf "port1"
+        set srcaddr "all"
+        set dstaddr "all"
+        set action deny
+        set service "ALL"
+    next
+    edit 2
+        set srcintf "port1"
+        set dstintf "port2"
+        set srcaddr "all"
+        set dstaddr "all"
+        set action accept
+        set service "SMTP"
+    next
+end
+"""
+
+
+def test_default_route_tells_the_internet_side() -> None:
+    routed = parse("fortigate", ROUTED)
+    assert routed.policy.inbound_interfaces == frozenset({"port1", "any"})
+    assert set(v[0] for v in table(routed, "192.0.2.25").values()) == {"permitted"}
+    # Without the route nothing says which side is outside: the outbound deny then counts.
+    unrouted = parse("fortigate", ROUTED.replace('        set device "port1"\n', ""))
+    assert unrouted.policy.inbound_interfaces is None
+    assert set(v[0] for v in table(unrouted, "192.0.2.25").values()) == {"blocked"}

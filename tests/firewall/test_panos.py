@@ -374,3 +374,35 @@ def test_panorama_pre_rules_come_before_post_rules() -> None:
     verdicts = table(parse("panos", PANORAMA), "198.51.100.25")
     assert verdicts["40.92.0.0/15"] == ("permitted",)
     assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
+
+
+ROUTED = """\
+set network interface ethernet ethernet1/1 layer3 ip 198.51.100.2/24
+set network interface ethernet ethernet1/2 layer3 ip 10.1.1.1/24
+set zone outer network layer3 ethernet1/1
+set zone inner network layer3 ethernet1/2
+set network virtual-router default routing-table ip static-route dflt destination 0.0.0.0/0
+set network virtual-router default routing-table ip static-route dflt interface ethernet1/1
+set rulebase security rules out-deny from inner
+set rulebase security rules out-deny to outer
+set rulebase security rules out-deny source any
+set rulebase security rules out-deny destination any
+set rulebase security rules out-deny service any
+set rulebase security rules out-deny application any
+set rulebase security rules out-deny action deny
+set rulebase security rules in-smtp from outer
+set rulebase security rules in-smtp to any
+set rulebase security rules in-smtp source any
+set rulebase security rules in-smtp destination 192.0.2.25
+set rulebase security rules in-smtp service tcp-25
+set rulebase security rules in-smtp application any
+set rulebase security rules in-smtp action allow
+"""
+
+
+def test_default_route_tells_the_untrust_zone() -> None:
+    routed = parse("panos", ROUTED)
+    assert routed.policy.inbound_interfaces == frozenset({"outer", "any"})
+    assert set(v[0] for v in table(routed, "192.0.2.25").values()) == {"permitted"}
+    unrouted = parse("panos", ROUTED.replace("static-route dflt interface", "static-route x y"))
+    assert set(v[0] for v in table(unrouted, "192.0.2.25").values()) == {"blocked"}

@@ -468,7 +468,14 @@ class FortiGateParser:
                 raise FirewallParseError(f"{path}: no FortiOS `config ... end` blocks found")
             model.notes.append("no `config firewall policy`: every forwarded connection is denied")
         subnets, zones, roles = _interfaces(scope, root)
-        inbound = self._inbound(options, model, roles, subnets, zones)
+        routes = scope.table("router static")
+        exits = [
+            node.get("device")
+            for node in (routes.edits.values() if routes is not None else [])
+            if node.get("device")
+            and " ".join(node.values("dst")) in ("", "0.0.0.0 0.0.0.0", "0.0.0.0/0")
+        ]
+        inbound = self._inbound(options, model, roles, exits, zones)
         rules: list[Rule] = []
         for tab, family in ((table, 0), (table6, 6)):
             if tab is None:
@@ -537,7 +544,7 @@ class FortiGateParser:
         options: ParseOptions,
         model: _Model,
         roles: dict[str, str],
-        subnets: dict[str, IPSet],
+        exits: list[str],
         zones: dict[str, list[str]],
     ) -> frozenset[str] | None:
         chosen: set[str] = set()
@@ -547,6 +554,8 @@ class FortiGateParser:
             chosen.update(v.interface for v in model.vips.values() if v.interface != "any")
             if not chosen:
                 chosen.update(name for name, role in roles.items() if role == "wan")
+            if not chosen:
+                chosen.update(exits)  # the default route leaves through the internet side
         if not chosen:
             return None
         for zone, members in zones.items():

@@ -110,6 +110,7 @@ class _Config:
     nat: dict[str, _SecRule] = field(default_factory=dict)
     defaults: dict[str, dict[str, str]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    routes: dict[str, dict[str, str]] = field(default_factory=dict)
     issues: list[tuple[int | None, str]] = field(default_factory=list)
 
 
@@ -331,6 +332,12 @@ def _apply(config: _Config, words: list[Word], line: int) -> None:
     elif head == "zone" and len(words) >= 2:
         members = _flat(words[4:]) if len(words) > 4 and words[2] == "network" else []
         config.zones.setdefault(str(words[1]), []).extend(members)
+    elif head == "network" and "static-route" in _flat(words):
+        flat = _flat(words)
+        at = flat.index("static-route")
+        if len(flat) >= at + 4:
+            route = config.routes.setdefault(flat[at + 1], {})
+            route[flat[at + 2]] = flat[at + 3]
     elif head == "network" and len(words) >= 6 and words[1] == "interface":
         flat = _flat(words)
         if "ip" in flat:
@@ -673,6 +680,15 @@ class PanosParser:
         named = {z for z in config.zones if _UNTRUST.search(z)}
         if named:
             return frozenset(named | {"any"})
+        # The zone of the interface the default route leaves through faces the internet.
+        exits = {
+            route.get("interface", "")
+            for route in config.routes.values()
+            if route.get("destination") in ("0.0.0.0/0", "::/0")
+        }
+        by_route = {z for z, members in config.zones.items() if exits & set(members)}
+        if by_route:
+            return frozenset(by_route | {"any"})
         return None
 
     @staticmethod
