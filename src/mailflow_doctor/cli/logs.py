@@ -33,7 +33,7 @@ from mailflow_doctor.evidence.intake import Intake, IntakeError
 from mailflow_doctor.evidence.logsearch import RangeMatcher, SearchCount, count_sessions
 from mailflow_doctor.evidence.readers.smtp_protocol import RECEIVE, SEND, read_sessions
 from mailflow_doctor.evidence.records import SmtpSession
-from mailflow_doctor.evidence.registry import best_reader
+from mailflow_doctor.evidence.registry import readers
 from mailflow_doctor.knowledge.endpoints import EndpointDataError, EndpointList, load
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
@@ -68,15 +68,18 @@ def resolve_ranges(sources: list[str], endpoints: EndpointList | None) -> IPSet:
 def _protocol_docs(
     intake: Intake, paths: list[Path], skipped: list[str]
 ) -> Iterator[tuple[Document, str]]:
+    protocol_readers = readers()
     for doc in intake.documents(paths):
         if doc.is_binary:
             skipped.append(doc.display)
             continue
-        reader, _score = best_reader(doc)
-        if reader is None or reader.kind not in PROTOCOL_KINDS:
+        # Only the protocol log sniffers are asked: this command reads nothing else.
+        scores = {kind: protocol_readers[kind].sniff(doc) for kind in PROTOCOL_KINDS}
+        kind = max(scores, key=lambda k: scores[k])
+        if scores[kind] < 50:
             skipped.append(doc.display)
             continue
-        yield doc, reader.kind
+        yield doc, kind
 
 
 class _Progress:
