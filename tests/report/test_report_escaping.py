@@ -123,3 +123,20 @@ def test_terminal_markup_would_have_been_eaten_without_escaping() -> None:
     console = Console(record=True, width=80, color_system=None, file=open(os.devnull, "w"))  # noqa: SIM115
     console.print(MARKUP)
     assert MARKUP not in console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("40.107.0.0/16 (x)", "40.107.0.0/16 (x)"),
+        ("# not a heading", "\\# not a heading"),
+        ("1. not a list", "\\1. not a list"),
+        ("- not a bullet", "\\- not a bullet"),
+        ("a*b_c|d", "a\\*b\\_c\\|d"),
+        ("[link](http://x)", "\\[link\\](http://x)"),
+        ("<b>&", "&lt;b&gt;&amp;"),
+        ("two\nlines", "two lines"),
+    ],
+)
+def test_markdown_escape_cases(raw: str, escaped: str) -> None:
+    assert markdown.esc(raw) == escaped

@@ -13,14 +13,20 @@ from mailflow_doctor.diagnose.engine import Diagnosis
 from mailflow_doctor.diagnose.facts import utc_iso
 from mailflow_doctor.diagnose.model import Finding
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_LINE_START = re.compile(r"^(\s*)(#{1,6}|[+-]|\d{1,9}[.)])(?=\s|$)")
 
 
 def esc(text: object) -> str:
-    """Escape text for inline Markdown and for HTML that a renderer may let through."""
+    """Escape text for inline Markdown and for HTML that a renderer may let through.
+
+    Only what can start formatting is escaped (emphasis, code, links, tables, HTML, and list
+    or heading markers at the start), so addresses like 40.107.0.0/16 stay readable as text.
+    """
     value = str(text).replace("\r", " ").replace("\n", " ")
     value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", value)
+    value = _MD_SPECIAL.sub(r"\\\1", value)
+    return _LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), value)
 
 
 def fence(lines: list[str], info: str = "text") -> str:
