@@ -655,3 +655,17 @@ def test_cli_unrecognised_and_empty() -> None:
     assert result.exit_code == 2
     result = runner.invoke(app, ["explain", "--file", "/nonexistent/file.txt"])
     assert result.exit_code == 2
+
+
+def test_many_defer_rows_are_grouped() -> None:
+    rows = "\n".join(
+        f'"x","<m{i}@x>","11/28/2026 1:0{i}:00 PM","Defer","","{FORMS[1][0]}"' for i in range(4)
+    )
+    other = (
+        '"x","<m9@x>","11/28/2026 1:09:00 PM","Defer","","Reason: [{LED=450 4.4.315 '
+        'Connection timed out};{MSG=};{FQDN=};{IP=};{LRT=}]"'
+    )
+    explanations = explain_all(rows + "\n" + other)
+    assert [e.occurrences for e in explanations] == [4, 1]
+    assert explanations[1].primary is not None
+    assert explanations[1].primary.label == "450 4.4.315"

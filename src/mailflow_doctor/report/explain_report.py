@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +83,7 @@ class Explanation:
     fixes: tuple[RankedPoint, ...]
     facts: tuple[tuple[str, str], ...]
     source_ids: tuple[str, ...]
+    occurrences: int = 1  # identical explanations of several pasted lines are shown once
 
     @property
     def recognised(self) -> bool:
@@ -102,6 +103,10 @@ class Explanation:
 def split_texts(text: str) -> list[str]:
     """Separate several pasted reasons (one per line) but keep an NDR block or a wrap together."""
     lines = [line for line in text.splitlines() if line.strip()]
+    reasons = [line for line in lines if "LED=" in line]
+    if len(reasons) >= 2 and all(line.count("LED=") == 1 for line in reasons):
+        # Many Defer rows (a pasted trace, a CSV): one reason per line.
+        return [line.strip() for line in reasons]
     if len(lines) < 2 or _HOP_LINE.search(text):
         return [text.strip()]
     if all(_LINE_START_CODE.match(line) for line in lines):
@@ -366,9 +371,23 @@ def explain_text(text: str, kb: KnowledgeBase | None = None) -> Explanation:
     )
 
 
+MAX_PARTS = 2000
+
+
 def explain_all(text: str, kb: KnowledgeBase | None = None) -> list[Explanation]:
+    """Explain every reason in the text; the same explanation for several lines is shown once."""
     kb = kb or load()
-    return [explain_text(part, kb) for part in split_texts(text) if part.strip()]
+    grouped: dict[tuple[str, ...], Explanation] = {}
+    for part in split_texts(text)[:MAX_PARTS]:
+        if not part.strip():
+            continue
+        item = explain_text(part, kb)
+        key = (item.headline, *(f.label for f in item.found))
+        if key in grouped:
+            grouped[key] = replace(grouped[key], occurrences=grouped[key].occurrences + 1)
+        else:
+            grouped[key] = item
+    return list(grouped.values())
 
 
 # ------------------------------------------------------------------------------- rendering
@@ -389,6 +408,7 @@ def explanation_json(item: Explanation, kb: KnowledgeBase | None = None) -> dict
         "input": item.text,
         "recognised": item.recognised,
         "headline": item.headline,
+        "occurrences": item.occurrences,
         "codes": [
             {
                 "code": f.label,
@@ -434,6 +454,8 @@ def render_terminal(items: list[Explanation], console: Console) -> None:
         if number:
             console.print()
         console.print(f"[bold]{escape(item.headline)}[/]")
+        if item.occurrences > 1:
+            console.print(f"({item.occurrences} of the pasted lines say this)")
         if not item.recognised:
             console.print(
                 "Paste the whole line (for example the Detail of a Defer event in the message "
