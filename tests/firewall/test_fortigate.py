@@ -411,3 +411,12 @@ def test_default_route_tells_the_internet_side() -> None:
     unrouted = parse("fortigate", ROUTED.replace('        set device "port1"\n', ""))
     assert unrouted.policy.inbound_interfaces is None
     assert set(v[0] for v in table(unrouted, "192.0.2.25").values()) == {"blocked"}
+
+
+def test_policies_for_authenticated_users_never_match_exchange_online() -> None:
+    text = SIMPLE.replace(
+        '        set service "SMTP"\n',
+        '        set service "SMTP"\n        set groups "VPN-Users"\n',
+    )
+    result = parse("fortigate", text)
+    assert table(result, "198.51.100.25")["40.92.0.0/15"] == ("blocked", "40.92.0.0/15")

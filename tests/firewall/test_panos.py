@@ -406,3 +406,13 @@ def test_default_route_tells_the_untrust_zone() -> None:
     assert set(v[0] for v in table(routed, "192.0.2.25").values()) == {"permitted"}
     unrouted = parse("panos", ROUTED.replace("static-route dflt interface", "static-route x y"))
     assert set(v[0] for v in table(unrouted, "192.0.2.25").values()) == {"blocked"}
+
+
+def test_rules_for_identified_users_never_match_exchange_online() -> None:
+    text = BARE_RULES.replace(
+        "set rulebase security rules inbound-smtp action allow",
+        "set rulebase security rules inbound-smtp action allow\n"
+        "set rulebase security rules inbound-smtp source-user [ corp\\\\mailadmins ]",
+    )
+    verdicts = table(parse("panos", text), "198.51.100.25")
+    assert verdicts["40.92.0.0/15"] == ("blocked", "40.92.0.0/15")

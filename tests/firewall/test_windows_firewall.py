@@ -271,3 +271,37 @@ def test_generated_rules_agree_with_block_wins(rules, probes) -> None:
         expected = bool(hits) and "Block" not in hits
         assert (address in permitted) == expected
     assert permitted.issubset(IPSet.all_v4())
+
+
+def _profiles(domain_state: str, domain_log: str) -> str:
+    sections = []
+    for name, state, log in (
+        ("Domain", domain_state, domain_log),
+        ("Private", "ON", "Disable"),
+        ("Public", "ON", "Disable"),
+    ):
+        sections.append(
+            f"{name} Profile Settings:\n"
+            + "-" * 70
+            + f"\nState                                 {state}\n"
+            "Firewall Policy                       BlockInbound,AllowOutbound\n"
+            "LocalFirewallRules                    N/A (GPO-store only)\n\n"
+            "Logging:\n"
+            "LogAllowedConnections                 Disable\n"
+            f"LogDroppedConnections                 {log}\n"
+            "FileName                              %systemroot%\\system32\\LogFiles\\Firewall\\"
+            "pfirewall.log\n"
+            "MaxFileSize                           4096\n\n"
+        )
+    return "".join(sections) + "Ok.\n\n"
+
+
+def test_allprofiles_output_sets_logging_and_state() -> None:
+    logged = parse("windows-firewall", _profiles("ON", "Enable") + NETSH)
+    assert logged.policy.default_deny_logged
+    assert table(logged, "192.0.2.25")["104.47.0.0/17"][0] == "blocked"
+    public = parse("windows-firewall", _profiles("ON", "Enable") + NETSH, acl="public")
+    assert not public.policy.default_deny_logged
+    off = parse("windows-firewall", _profiles("OFF", "Disable") + NETSH)
+    assert set(v[0] for v in table(off, "192.0.2.25").values()) == {"permitted"}
+    assert any("OFF" in note for note in off.policy.notes)

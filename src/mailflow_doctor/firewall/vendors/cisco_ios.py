@@ -706,6 +706,11 @@ class CiscoIosParser:
         )
         nat = _nats(parser, path)
         notes.extend(_inside_address_notes(rules, nat))
+        if re.search(r"^zone-pair security ", text, re.M):
+            notes.append(
+                "this router also runs a zone-based firewall (zone-pair security); only the "
+                "interface access lists are evaluated, so check the zone-pair policy for SMTP too"
+            )
         notes.append(
             "IOS checks the inbound ACL on the outside interface before NAT: rules name the "
             "public address; traffic matching no entry is dropped by the implicit deny, "

@@ -588,6 +588,11 @@ class FortiGateParser:
         else:
             action = Action.REJECT if node.get("send-deny-packet") == "enable" else Action.DENY
         enabled = node.get("status", "enable") != "disable"
+        if node.values("users") or node.values("groups"):
+            reason = reason or (
+                "it needs an authenticated user or group; Exchange Online connections "
+                "never authenticate to the firewall"
+            )
         schedule = node.get("schedule", "always")
         if schedule not in ("always", ""):
             model.notes.append(f"policy {policy_id} has schedule {schedule}; assumed active")

@@ -753,6 +753,12 @@ class PanosParser:
             builder.notes.append(
                 f"rule {rule.name}: cannot resolve {', '.join(unresolved)} offline"
             )
+        users = [u for u in rule.members("source-user") if u not in ("any", "unknown")]
+        if users and not reason:
+            reason = (
+                f"it needs an identified user ({', '.join(users[:3])}); Exchange Online "
+                "connections carry no user identity"
+            )
         smtp_capable = "any" in apps or bool(apps & SMTP_APPS)
         dst = destinations.addresses
         to_zones = rule.members("to")

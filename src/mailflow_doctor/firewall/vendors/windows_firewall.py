@@ -405,6 +405,25 @@ def _form(text: str) -> str:
 MAX_LINE = 8000
 
 
+def profile_settings(text: str) -> dict[str, dict[str, str]]:
+    """`netsh advfirewall show allprofiles` sections: state, policy and logging per profile."""
+    result: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        header = re.match(r"^(Domain|Private|Public) Profile Settings:", line)
+        if header:
+            current = result.setdefault(header.group(1).lower(), {})
+            continue
+        if current is None:
+            continue
+        match = re.match(r"^(State|Firewall Policy|LogDroppedConnections)\s{2,}(\S.*)$", line)
+        if match:
+            current[match.group(1).lower()] = match.group(2).strip()
+        elif re.match(r"^(Rule Name|DisplayName)\b", line):
+            current = None
+    return result
+
+
 def read_rules(text: str) -> tuple[str, list[_Raw], list[tuple[int | None, str]]]:
     issues: list[tuple[int | None, str]] = []
     if any(len(line) > MAX_LINE for line in text.splitlines()):
@@ -471,10 +490,17 @@ class WindowsFirewallParser:
                 skipped_profile += 1
                 continue
             rules.append(_to_rule(raw, path, notes))
-        logged = bool(re.search(r"^LogDroppedConnections\s+Enable", text, re.M))
+        settings = profile_settings(text).get(profile, {})
+        logged = settings.get("logdroppedconnections", "").lower() == "enable"
         default = Action.DENY
-        if re.search(r"^Firewall Policy\s+AllowInbound", text, re.M):
+        if settings.get("firewall policy", "").lower().startswith("allowinbound"):
             default = Action.PERMIT
+        if settings.get("state", "").lower() == "off":
+            notes.append(
+                f"the firewall is OFF for the {profile.title()} profile: no rule applies and "
+                "every connection is let through"
+            )
+            rules, default = [], Action.PERMIT
         chain = Chain(
             "inbound",
             tuple(rules),
