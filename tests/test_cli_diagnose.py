@@ -357,3 +357,13 @@ def test_a_bug_ends_in_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch)
     assert result.exit_code == 2
     assert "internal error: RuntimeError: boom" in result.output
     assert "Traceback" not in result.output
+
+
+def test_demo_takes_a_relative_endpoints_file(tmp_path: Path) -> None:
+    source = REPO / "src" / "mailflow_doctor" / "knowledge" / "data" / "endpoints-worldwide.json"
+    shutil.copy(source, tmp_path / "endpoints.json")
+    result = run("demo", "-f", "json", "--endpoints", "endpoints.json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["endpoints"]["source"] == "file"
+    assert doc["root_cause"] == "firewall.eop_ranges_blocked"

@@ -155,6 +155,8 @@ def run(
     `tailspin/...` rather than by its place inside the installation.
     """
     previous = Path.cwd()
+    if endpoints is not None:
+        endpoints = endpoints.absolute()  # named relative to where the user stands
     if cwd is not None:
         os.chdir(cwd)
     try:
