@@ -197,6 +197,12 @@ def test_queue_last_error_form() -> None:
         "((((((((()",
         "\x00\x00\x00 450 4.4.316",
         "-> -> -> ->",
+        # Shapes that make backtracking parsers quadratic (they must stay instant here).
+        "'450 4.4.316 " * 1300,
+        "Expected Subject: " * 1000,
+        "[{LED=" + "};{A=" * 3000,
+        "1/1/2026 1:00:00 PM - Server at x returned '" * 400,
+        "450 4.4.316 x" + "(" * 8000 + ")" * 8000,
     ],
 )
 def test_odd_input_is_kept_raw(text: str) -> None:

@@ -26,7 +26,6 @@ MAX_DEPTH = 3
 MAX_CHAIN = 12
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_WS = re.compile(r"\s+")
 _PREFIX = re.compile(
     r"^(?:['\"`\s]+|(?:defer|fail|drop|deliver|receive|send|expand|submit|transfer|"
     r"reason|lasterror|recipientstatus|detail)\s*:\s*)+",
@@ -61,15 +60,15 @@ _CERT_ERROR = re.compile(
     r"RevokedCertificate|PartialChain|ChainNotTrusted|UnknownExpectedTlsDomain|"
     r"CertificateValidationFailed)\b"
 )
-_EXPECTED = re.compile(r"Expected\s+Subject\s*:\s*(?P<v>.*?)\.?\s+Presented\s+Subject", re.I)
+_EXPECTED = re.compile(
+    r"Expected\s+Subject\s*:\s*(?P<v>[^\]]{0,300}?)\.?\s+Presented\s+Subject", re.I
+)
 _PRESENTED = re.compile(
-    r"Presented\s+Subject\s*:\s*(?P<v>.*?)\.?(?:\s+Thumbprint|\s*\]|$)", re.IGNORECASE
+    r"Presented\s+Subject\s*:\s*(?P<v>[^\]]{0,300}?)\.?(?:\s+Thumbprint|\s*\]|$)", re.I
 )
 _ENDPOINT = re.compile(r"last\s+endpoint\s+attempted\s+was\s+(?P<v>[^\s']+)", re.IGNORECASE)
-_QUOTED_REPLY = re.compile(
-    r"(?P<q>['\"])(?P<body>[2-5]\d\d[ -][2-5]\.\d{1,3}\.\d{1,3}(?![\w.]).*?)(?P=q)"
-    r"(?=$|[\s.,;:)\]}'\"])"
-)
+_QUOTE_OPENS_REPLY = re.compile(r"['\"](?=[2-5]\d\d[ -][2-5]\.\d{1,3}\.\d{1,3}(?![\w.]))")
+_AFTER_CLOSING_QUOTE = frozenset(" \t.,;:)]}'\"")
 _CERT_WORDS = (
     "SubjectMismatch",
     "CertificateExpired",
@@ -116,23 +115,6 @@ def parse_reason(text: str) -> ParsedReason:
         return _parse_top(text)
     except Exception:  # a reason we cannot read must never cost the record
         return ParsedReason(raw=text if isinstance(text, str) else str(text))
-
-
-def split_hops(text: str) -> list[str]:
-    """The hop lines of an NDR diagnostic block (`<date> - Server at ... returned '...'`).
-
-    Line wraps inside a hop are joined; text before the first hop is dropped. Empty when the
-    text holds no hop line. Never raises.
-    """
-    try:
-        normal = _normalise(text)
-        hops = list(_HOP.finditer(normal))
-        return [
-            normal[hop.start() : hops[i + 1].start() if i + 1 < len(hops) else len(normal)].strip()
-            for i, hop in enumerate(hops)
-        ]
-    except Exception:
-        return []
 
 
 def split_endpoint(value: str, with_port: bool = False) -> tuple[str | None, int | None]:
@@ -443,8 +425,35 @@ def _read_core(core: str, acc: _Acc, depth: int) -> None:
     if isinstance(message, str):
         acc.put("message", message)
     if depth < MAX_DEPTH:
-        for quoted in _QUOTED_REPLY.finditer(core):
-            _add_chain(quoted["body"], acc, depth)
+        for body in _quoted_replies(core):
+            _add_chain(body, acc, depth)
+
+
+def _quoted_replies(text: str) -> list[str]:
+    """Replies quoted inside a reply (`with '451 4.4.0 ...'`, `responded with: "..."`).
+
+    Found with plain scans, not one backtracking regex, so hostile text stays linear.
+    """
+    replies: list[str] = []
+    resume = 0
+    for opening in _QUOTE_OPENS_REPLY.finditer(text):
+        if opening.start() < resume:
+            continue  # inside a reply already taken; its own parse finds nested ones
+        if len(replies) >= MAX_CHAIN:
+            break
+        quote, start = text[opening.start()], opening.end()
+        search = start
+        while True:
+            end = text.find(quote, search)
+            if end < 0:
+                return replies
+            follower = text[end + 1 : end + 2]
+            if not follower or follower in _AFTER_CLOSING_QUOTE:
+                replies.append(text[start:end])
+                resume = end + 1
+                break
+            search = end + 1
+    return replies
 
 
 def _apply_bracket(key: str, value: str, acc: _Acc, depth: int) -> None:
