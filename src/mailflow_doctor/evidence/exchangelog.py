@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from mailflow_doctor.evidence.document import Document, ReadContext
 
@@ -264,9 +265,11 @@ def server_from_path(display: str) -> str:
     return ""
 
 
-@dataclass(frozen=True)
-class LogRow:
-    """One data row with its 1-based line number and the header in force where it was read."""
+class LogRow(NamedTuple):
+    """One data row with its 1-based line number and the header in force where it was read.
+
+    A named tuple rather than a dataclass: one is made per row, and this is the hot loop.
+    """
 
     line: int
     fields: list[str]
@@ -288,6 +291,7 @@ def iter_rows(
     unreadable lines are reported once per line and skipped.
     """
     header = LogHeader()
+    by_width: dict[int, LogHeader] = {}  # the header lent to header-less rows, per row width
     for line in doc.lines():
         text = line.text
         if line.number == 1 and text.startswith("\ufeff"):
@@ -299,11 +303,15 @@ def iter_rows(
             continue
         if text[0] == "#":
             header = apply_header_line(header, text)
+            by_width.clear()
             continue
         fields = split_row(text)
         in_force = header
         if not header.fields:
-            layout = (layouts or {}).get(len(fields)) or default_fields
-            if layout is not None:
-                in_force = replace(header, fields=layout)
+            lent = by_width.get(len(fields))
+            if lent is None:
+                layout = (layouts or {}).get(len(fields)) or default_fields
+                lent = replace(header, fields=layout) if layout is not None else header
+                by_width[len(fields)] = lent
+            in_force = lent
         yield LogRow(line.number, fields, in_force, text)

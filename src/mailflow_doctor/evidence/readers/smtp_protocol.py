@@ -464,10 +464,15 @@ def read_sessions(
     state = _FileState(doc, direction, server_from_path(doc.display))
     builder = _SessionBuilder(direction)
     index_cache: dict[LogHeader, tuple[int, ...] | None] = {}
+    last_header: LogHeader | None = None
+    last_indexes: tuple[int, ...] | None = None
+    need = len(PROTOCOL_FIELDS)
     bad_rows = 0
     rows_seen = 0
     for row in iter_rows(doc, ctx, default_fields=PROTOCOL_FIELDS):
-        if row.header in index_cache:
+        if row.header is last_header:
+            indexes = last_indexes
+        elif row.header in index_cache:
             indexes = index_cache[row.header]
         else:
             indexes = _column_indexes(row.header)
@@ -475,9 +480,12 @@ def read_sessions(
             if indexes is None:
                 ctx.warn(doc, row.line, "this #Fields line lacks the SMTP protocol log columns")
         if indexes is None:
+            last_header, last_indexes = row.header, indexes
             continue
+        if row.header is not last_header:
+            last_header, last_indexes, need = row.header, indexes, max(indexes[:7])
         fields = row.fields
-        if len(fields) <= max(indexes[:7]):
+        if len(fields) <= need:
             bad_rows += 1
             if bad_rows <= 20:
                 ctx.warn(doc, row.line, f"row has {len(fields)} fields; expected 9; skipped")
