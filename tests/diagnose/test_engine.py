@@ -380,3 +380,14 @@ def test_logs_silence_from_every_eop_address_supports_nothing_listening() -> Non
     root = result.root
     assert root is not None
     assert any("no session from any Exchange Online" in c for c in root.data["corroboration"])
+
+
+def test_expiry_codes_are_reported_as_seen_and_ranked_as_their_deferral() -> None:
+    expired = defer(60, code="5.4.316", msg="m9")
+    result = diagnose(bundle(defer(1), expired, message("Failed", "m9")))
+    summary = result.finding("trace.deferrals")
+    assert summary is not None
+    assert summary.data["by_code"] == {"4.4.316": 1, "5.4.316": 1}
+    assert result.root_cause == "smtp.nothing_listening"
+    assert result.root is not None
+    assert result.root.data["refused"] == 2

@@ -108,13 +108,16 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
     events = ctx.bundle.of(TraceEvent)
     messages = ctx.bundle.of(TraceMessage)
     deferrals = [e for e in events if is_deferral(e)]
-    by_code: Counter[str] = Counter()
+    by_code: Counter[str] = Counter()  # as reported
+    normalised: Counter[str] = Counter()  # 5.4.316 folded into 4.4.316, for ranking
     targets: dict[str, None] = {}
     tallies: dict[str, TargetTally] = {}
     times: list[datetime] = []
     for event in deferrals:
-        code = normalise_code(event.reason.code if event.reason else None) or "unknown"
-        by_code[code] += 1
+        seen_code = (event.reason.code if event.reason else None) or "unknown"
+        by_code[seen_code] += 1  # as reported; ranking folds 5.4.316 into 4.4.316
+        code = normalise_code(seen_code) or "unknown"
+        normalised[code] += 1
         reason = event.reason
         if reason is not None:
             for value in (reason.fqdn, reason.ip, reason.proxy_target_host, reason.proxy_target_ip):
@@ -146,7 +149,7 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
 
     ctx.facts["smtp_targets"] = list(targets)
     ctx.facts["target_ips"] = [t for t in targets if is_ip(t)]
-    ctx.facts["deferral_codes"] = by_code
+    ctx.facts["deferral_codes"] = normalised
     ctx.facts["per_target"] = {k: v.to_json() for k, v in tallies.items() if k}
     if times:
         ctx.facts["deferral_window"] = (min(times), max(times))
