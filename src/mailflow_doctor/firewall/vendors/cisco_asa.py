@@ -305,6 +305,7 @@ class AsaConfig:
     logging_enabled: bool = False
     logging_levels: list[str] = field(default_factory=list)
     other_acl_uses: set[str] = field(default_factory=set)
+    resolved: dict[str, _Resolved] = field(default_factory=dict)
     version: str = ""
     issues: list[tuple[int | None, str]] = field(default_factory=list)
 
@@ -384,8 +385,28 @@ def _protocol(word: str) -> str | None:
     return None
 
 
+def _dotted(text: str) -> int | None:
+    """A dotted-quad IPv4 address as an integer (fast path for large configurations)."""
+    parts = text.split(".")
+    if len(parts) != 4 or not all(p.isdigit() and len(p) <= 3 for p in parts):
+        return None
+    value = 0
+    for part in parts:
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return value
+
+
 def _mask_set(address: str, mask: str) -> IPSet:
     """`A MASK` with a contiguous or discontiguous IPv4 mask."""
+    addr_int, mask_int = _dotted(address), _dotted(mask)
+    if addr_int is not None and mask_int is not None:
+        host_bits = ~mask_int & 0xFFFFFFFF
+        if host_bits & (host_bits + 1) == 0:  # contiguous: one block
+            first = addr_int & mask_int
+            return IPSet(((first, first | host_bits),), ())
     try:
         addr = ipaddress.IPv4Address(address)
         net_mask = int(ipaddress.IPv4Address(mask))
@@ -730,6 +751,17 @@ def resolve_object(config: AsaConfig, name: str) -> _Resolved:
 
 
 def resolve_group(config: AsaConfig, name: str, stack: tuple[str, ...] = ()) -> _Resolved:
+    """A group's addresses, members and nested groups included (memoised: groups are reused)."""
+    cached = config.resolved.get(name)
+    if cached is not None:
+        return _Resolved(cached.addresses, list(cached.unresolved), list(cached.reasons))
+    found = _resolve_group(config, name, stack)
+    if not any("nests itself" in reason for reason in found.reasons):
+        config.resolved[name] = found
+    return _Resolved(found.addresses, list(found.unresolved), list(found.reasons))
+
+
+def _resolve_group(config: AsaConfig, name: str, stack: tuple[str, ...]) -> _Resolved:
     group = config.groups.get(name)
     if group is None:
         return _Resolved(
@@ -737,6 +769,8 @@ def resolve_group(config: AsaConfig, name: str, stack: tuple[str, ...] = ()) -> 
         )
     if name in stack or len(stack) > MAX_NESTING:
         return _Resolved(IPSet(), [name], [f"object-group {name} nests itself"])
+    v4: list[tuple[int, int]] = []
+    v6: list[tuple[int, int]] = []
     result = _Resolved(IPSet(), [], [])
     for member in group.members:
         if member.kind == "net":
@@ -745,9 +779,12 @@ def resolve_group(config: AsaConfig, name: str, stack: tuple[str, ...] = ()) -> 
             part = resolve_object(config, member.value)
         else:
             part = resolve_group(config, member.value, (*stack, name))
-        result.addresses = result.addresses | part.addresses
+        v4.extend(part.addresses.v4)
+        v6.extend(part.addresses.v6)
         result.unresolved.extend(part.unresolved)
         result.reasons.extend(part.reasons)
+    # One merge at the end: unions member by member are quadratic on large groups.
+    result.addresses = IPSet(tuple(v4), tuple(v6)) | IPSet()  # `|` sorts and merges once
     return result
 
 
