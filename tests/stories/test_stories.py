@@ -63,7 +63,10 @@ def test_certificate_renewed_without_rerunning_the_wizard() -> None:
     ]
     assert "R3" in connector.data["configured"]
     assert connector.ruled_out.startswith("Not a separate cause")
-    assert any("TlsCertificateName" in step for step in root.remediation)
+    assert root.remediation[0].startswith(
+        "Set-ReceiveConnector 'EX01\\Default Frontend EX01' -TlsCertificateName "
+        f'"<I>{build_fixtures.R11}<S>CN=mail.contoso.com"'
+    )
     # The on-premises side of the same renewal: mail to Exchange Online waits in the queue.
     queue = diagnosis.finding("queue.onprem_delivery_errors")
     assert queue is not None
@@ -85,6 +88,7 @@ def test_subject_mismatch_on_one_of_two_servers_is_intermittent() -> None:
     assert root.data["servers_ok"] == ["EX01"]
     assert root.data["intermittent"] is True
     assert "intermittent" in root.title
+    assert root.remediation[0].startswith("Set-ReceiveConnector 'EX02\\Default Frontend EX02'")
     unset = diagnosis.finding("connector.tls_certificate_name_mismatch")
     assert unset is not None
     assert unset.data["problem"] == "unset"

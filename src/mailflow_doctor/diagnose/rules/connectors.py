@@ -111,6 +111,16 @@ def connector_config(ctx: Context) -> Iterator[Finding]:
         if landing and not has_cloud_capability(connector):
             per_connector.append(_capability_finding(ctx, connector, hybrid_servers))
     yield from merge_same(per_connector)
+    ctx.facts["landing_connectors"] = {
+        c.server.upper(): f"{c.server}\\{c.name}" for c in landing.values()
+    }
+    current = _current_certificate(certs, str(ctx.facts.get("expected_tls_name") or ""), when)
+    if current is not None:
+        ctx.facts["current_certificate"] = {
+            "name": f"<I>{current.issuer}<S>{current.subject}",
+            "thumbprint": current.thumbprint,
+            "not_after": utc_iso(current.not_after_utc),
+        }
     ctx.facts["tls_certificate_name_broken"] = broken
     ctx.facts["tls_certificate_name_unset"] = unset
     ctx.facts["tls_certificate_expired_configured"] = expired_named
@@ -299,6 +309,21 @@ def _receive_connector(
     return None
 
 
+def _current_certificate(
+    certs: list[CertificateInfo], expected: str, when: datetime
+) -> CertificateInfo | None:
+    """The valid certificate that carries the expected name and lasts longest (the one to use)."""
+    usable = [
+        c
+        for c in certs
+        if _valid(c, when)
+        and not (c.is_self_signed or c.subject == c.issuer)
+        and (not expected or covers(expected, certificate_names(c.subject, c.sans)))
+    ]
+    usable.sort(key=lambda c: c.not_after_utc or when, reverse=True)
+    return usable[0] if usable else None
+
+
 def _describe(cert: CertificateInfo) -> str:
     until = utc_iso(cert.not_after_utc)
     return f"{cert.subject} from {cert.issuer}" + (f" until {until}" if until else "")
@@ -320,8 +345,8 @@ def _rename_remedy(label: str, on_server: list[CertificateInfo], when: datetime)
         best = current[0]
         steps.append(
             f"Set-ReceiveConnector '{label}' -TlsCertificateName "
-            f'"<I>{best.issuer}<S>{best.subject}" (certificate {best.thumbprint}, valid until '
-            f"{utc_iso(best.not_after_utc)})"
+            f'"<I>{best.issuer}<S>{best.subject}"  # certificate {best.thumbprint}, valid until '
+            f"{utc_iso(best.not_after_utc)}"
         )
     steps.append(
         "Better: re-run the Hybrid Configuration Wizard and pick the current certificate, so the "

@@ -82,6 +82,20 @@ def tls_evidence(ctx: Context) -> Iterator[Finding]:
     yield from _untrusted(all_deferrals)
 
 
+def _set_commands(ctx: Context, servers: list[str]) -> list[str]:
+    """Set-ReceiveConnector lines naming the current certificate, when the exports tell both."""
+    current = ctx.facts.get("current_certificate")
+    labels: dict[str, str] = ctx.facts.get("landing_connectors") or {}
+    if not isinstance(current, dict) or not labels:
+        return []
+    wanted = [labels[s.upper()] for s in servers if s.upper() in labels] or list(labels.values())
+    return [
+        f"Set-ReceiveConnector '{label}' -TlsCertificateName \"{current['name']}\"  "
+        f"# certificate {current['thumbprint']}, valid until {current['not_after']}"
+        for label in wanted
+    ]
+
+
 # ------------------------------------------------------------------------- STARTTLS missing
 
 
@@ -152,6 +166,7 @@ def _starttls(
         },
         evidence=_refs(trace_hits, without),
         remediation=(
+            *_set_commands(ctx, servers_without),
             "Re-run the Hybrid Configuration Wizard and choose the current certificate (newer "
             "versions offer 'Update Secure Mail Certificate for Connectors').",
             "Or by hand on every hybrid server: $c = Get-ExchangeCertificate -Thumbprint "
@@ -274,6 +289,7 @@ def _name_mismatch(
         },
         evidence=_refs(hits, bad_sessions),
         remediation=(
+            *_set_commands(ctx, bad_servers),
             "On every hybrid server set the receive connector to the certificate that carries "
             f"{expected or 'the TlsDomain name'}: Set-ReceiveConnector "
             "'<server>\\Default Frontend <server>' -TlsCertificateName \"<I>issuer<S>subject\" "
