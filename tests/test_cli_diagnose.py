@@ -367,3 +367,21 @@ def test_demo_takes_a_relative_endpoints_file(tmp_path: Path) -> None:
     doc = json.loads(result.stdout)
     assert doc["endpoints"]["source"] == "file"
     assert doc["root_cause"] == "firewall.eop_ranges_blocked"
+
+
+def test_json_warnings_go_to_stderr_naming_file_and_line(tmp_path: Path) -> None:
+    trace = tmp_path / "MessageTraceDetail.csv"
+    shutil.copy(EXAMPLE / "trace" / "MessageTraceDetail.csv", trace)
+    with trace.open("a", encoding="utf-8", newline="") as handle:
+        handle.write(
+            '"x","y","False","t","<m>","id","r@x","s@x","bad","bad","not a date","Defer","",'
+            '"Reason: [{LED=450 4.4.316 Connection refused}]",""\r\n'
+        )
+    result = run("diagnose", str(trace), "--format", "json")
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    assert contract_errors(doc) == []
+    assert doc["evidence"][0]["warnings"]
+    assert f"warning: {trace}: line 56" in result.stderr
+    quiet = run("diagnose", str(trace), "--format", "json", "--quiet")
+    assert quiet.stderr == ""
