@@ -263,3 +263,17 @@ def test_malformed_knowledge_is_refused() -> None:
         parse(yaml.safe_dump(broken))
     with pytest.raises(KnowledgeError):
         parse("[unclosed")
+
+
+def test_hybrid_checks_emit_only_known_finding_ids() -> None:
+    """The ids the hybrid checks report are the contract's or declared new in the data."""
+    rules = Path(__file__).resolve().parents[2] / "src" / "mailflow_doctor" / "diagnose" / "rules"
+    kb = load()
+    emitted: set[str] = set()
+    for name in ("tls", "connectors", "dns_target", "routing", "message_path"):
+        text = (rules / f"{name}.py").read_text(encoding="utf-8")
+        emitted.update(re.findall(r'id="([a-z]+\.[a-z_]+)"', text))
+    assert emitted
+    assert emitted <= CONTRACT_IDS | set(kb.new_finding_ids), emitted - CONTRACT_IDS
+    declared = set(kb.new_finding_ids)
+    assert declared <= emitted  # nothing declared that no check reports
