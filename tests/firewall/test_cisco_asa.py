@@ -435,8 +435,11 @@ interface Ethernet0/0
 access-list outside_access_in extended permit tcp 40.92.0.0 255.254.0.0 host 198.51.100.25 eq smtp
 access-group outside_access_in in interface outside
 static (inside,outside) tcp 198.51.100.25 smtp 10.0.0.25 smtp netmask 255.255.255.255
+global (outside) 1 interface
+nat (inside) 1 0.0.0.0 0.0.0.0
 """
     result = parse(VENDOR, text)
+    assert result.issues == ()
     assert result.policy.destination_view == DestinationView.PRE_NAT
     assert table(result, "198.51.100.25")["40.92.0.0/15"] == ("permitted",)
     assert result.policy.smtp_hosts == ("198.51.100.25",)

@@ -1173,6 +1173,8 @@ def _twice_nat(
     if pair is not None:
         real_ifc, mapped_ifc = pair
         index = 2
+    elif len(words) > 1 and words[1].startswith("("):
+        return None  # pre-8.3 `nat (inside) 1 ...`: dynamic NAT for outbound traffic only
     section = 1
     if index < len(words) and lowered[index] in ("after-auto", "after-object"):
         section = 3
@@ -1806,7 +1808,7 @@ def remediate_text(text: str, result: ParseResult, check: RangeCheck) -> Remedia
 
 def sniff_text(text: str) -> int:
     head = text[:200_000]
-    if re.search(r"^\s*(?:ASA|FTD) Version \d", head, re.MULTILINE | re.IGNORECASE):
+    if re.search(r"^\s*(?:ASA|FTD|NGFW) Version \d", head, re.MULTILINE | re.IGNORECASE):
         return 100
     if re.search(r"^\s*access-list \S+ (?:line \d+ )?extended (?:permit|deny) ", head, re.M):
         return 90
