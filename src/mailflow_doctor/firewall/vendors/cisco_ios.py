@@ -44,6 +44,7 @@ from mailflow_doctor.firewall.vendors._kit import (
     gap_context,
     insert_after_line,
     port_number,
+    union_all,
 )
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
@@ -480,27 +481,27 @@ class _Parser:
             raise _LineError(f"object-group network {name} is not defined")
         if depth > 16:
             raise _LineError(f"object-group {name} nests too deeply (a loop?)")
-        result = IPSet()
+        parts: list[IPSet] = []
         for number, words in group.items:
             head = words[0].lower()
             try:
                 if head == "group-object" and len(words) > 1:
-                    result = result | self.network_group(words[1], depth + 1)
+                    parts.append(self.network_group(words[1], depth + 1))
                 elif head == "host" and len(words) > 1:
-                    result = result | IPSet.parse(words[1])
+                    parts.append(IPSet.parse(words[1]))
                 elif head == "range" and len(words) > 2:
-                    result = result | IPSet.from_range(words[1], words[2])
+                    parts.append(IPSet.from_range(words[1], words[2]))
                 elif head == "any":
-                    result = result | IPSet.universe()
+                    parts.append(IPSet.universe())
                 elif len(words) >= 2 and words[1].startswith("/"):
-                    result = result | IPSet.parse(words[0] + words[1])
+                    parts.append(IPSet.parse(words[0] + words[1]))
                 elif len(words) >= 2:
-                    result = result | IPSet.parse(f"{words[0]} {words[1]}")  # address + MASK
+                    parts.append(IPSet.parse(f"{words[0]} {words[1]}"))  # address + MASK
                 else:
-                    result = result | IPSet.parse(words[0])
+                    parts.append(IPSet.parse(words[0]))
             except (AddressParseError, ValueError):
                 self.issues.append((number, f"bad object-group entry: {' '.join(words)[:80]}"))
-        return result
+        return union_all(parts)
 
     def service_group(self, name: str, depth: int = 0) -> list[_Service]:
         group = self.groups.get(name)

@@ -39,6 +39,7 @@ from mailflow_doctor.firewall.vendors._kit import (
     gap_context,
     insert_after_line,
     try_parse_set,
+    union_all,
 )
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
@@ -243,11 +244,9 @@ class _Model:
         groups = self._table(f"firewall addrgrp{suffix}")
         if name in groups:
             group = groups[name]
-            result = IPSet()
-            unresolved: list[str] = []
-            for member in group.values("member"):
-                got, missing = self.address(member, family, depth + 1)
-                result, unresolved = result | got, unresolved + missing
+            found = [self.address(member, family, depth + 1) for member in group.values("member")]
+            result = union_all(got for got, _ in found)
+            unresolved = [name for _, missing in found for name in missing]
             if group.get("exclude") == "enable":
                 for member in group.values("exclude-member"):
                     got, _ = self.address(member, family, depth + 1)

@@ -50,6 +50,7 @@ from mailflow_doctor.firewall.vendors._kit import (
     parse_xml,
     port_ranges,
     try_parse_set,
+    union_all,
     xml_line,
 )
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
@@ -393,8 +394,16 @@ class _Builder:
         self.config = config
         self.path = path
         self.notes: list[str] = []
+        self._cache: dict[str, _Resolved] = {}
 
     def address(self, name: str, depth: int = 0) -> _Resolved:
+        cached = self._cache.get(name)
+        if cached is None:
+            cached = self._address(name, depth)
+            self._cache[name] = cached
+        return cached
+
+    def _address(self, name: str, depth: int) -> _Resolved:
         config = self.config
         if name == "any":
             return _Resolved(IPSet.universe(), [])
@@ -404,12 +413,10 @@ class _Builder:
             static, dynamic, _ = config.groups[name]
             if dynamic:
                 return _Resolved(IPSet(), [f"{name} (dynamic address group)"])
-            result, unresolved = IPSet(), []
-            for member in static:
-                got = self.address(member, depth + 1)
-                result = result | got.addresses
-                unresolved += got.unresolved
-            return _Resolved(result, unresolved)
+            found = [self.address(member, depth + 1) for member in static]
+            return _Resolved(
+                union_all(f.addresses for f in found), [u for f in found for u in f.unresolved]
+            )
         if name in config.addresses:
             kind, value, line = config.addresses[name]
             try:
@@ -434,11 +441,9 @@ class _Builder:
         return _Resolved(IPSet(), [f"{name} (not defined here)"])
 
     def addresses(self, names: list[str], negate: bool) -> _Resolved:
-        result, unresolved = IPSet(), []
-        for name in names:
-            got = self.address(name)
-            result = result | got.addresses
-            unresolved += got.unresolved
+        found = [self.address(name) for name in names]
+        result = union_all(f.addresses for f in found)
+        unresolved = [u for f in found for u in f.unresolved]
         if negate:
             result = IPSet.universe() - result
         return _Resolved(result, unresolved)

@@ -46,6 +46,7 @@ from mailflow_doctor.firewall.vendors._kit import (
     parse_xml,
     port_ranges,
     try_parse_set,
+    union_all,
     xml_line,
     xml_text,
 )
@@ -125,18 +126,19 @@ class _Model:
         kind, entries, _ = self.aliases[name]
         if kind in _UNRESOLVABLE_TYPES:
             return IPSet(), [f"{name} ({kind} alias)"]
-        result = IPSet()
+        parts: list[IPSet] = []
         unresolved: list[str] = []
         for entry in entries:
             literal = try_parse_set(entry)
             if literal is not None:
-                result = result | literal
+                parts.append(literal)
             elif entry in self.aliases:
                 got, missing = self.alias(entry, depth + 1)
-                result, unresolved = result | got, unresolved + missing
+                parts.append(got)
+                unresolved.extend(missing)
             else:
                 unresolved.append(f"{entry} (host name in alias {name})")
-        return result, unresolved
+        return union_all(parts), unresolved
 
     def ports(self, text: str, depth: int = 0) -> tuple[PortSet | None, list[str]]:
         if not text:
