@@ -1487,7 +1487,8 @@ def build_policy(config: AsaConfig, options: ParseOptions) -> tuple[Policy, Sele
         outside_names.add(selection.interface.lower())
     nat_specs, nat_notes = build_nat(config, outside_names)
     notes.extend(nat_notes)
-    legacy = bool(config.legacy_static) and not config.object_nat and not config.twice_nat
+    modern_twice = [t for _n, t in config.twice_nat if " source " in f" {t.lower()} "]
+    legacy = bool(config.legacy_static) and not config.object_nat and not modern_twice
     if legacy:
         notes.append("pre-8.3 NAT (`static`): access-lists name the public (mapped) address")
     if reset:
