@@ -232,19 +232,21 @@ def _rank_points(
     scored: list[tuple[int, int, RankedPoint]] = []
     texts: set[str] = set()
     order = 0
-    claims: set[tuple[str, ...]] = set()
+    claims: list[tuple[str, frozenset[str]]] = []
     for entry, points, bonus in groups:
         for point in points:
-            # The same cause worded for another code, or the same command again, adds nothing.
-            claim = point.findings if point.findings else ()
-            if point.text in texts or (claim and claim in claims):
+            # The same cause worded for another code (its findings already covered by a cause
+            # listed from another entry), or the same command again, adds nothing.
+            claim = frozenset(point.findings)
+            covered = any(other != entry.id and claim <= seen for other, seen in claims)
+            if point.text in texts or (claim and covered):
                 continue
             command = _fill(point.command, values) if point.command else ""
             if command and any(command == other.command for *_, other in scored):
                 continue
             texts.add(point.text)
             if claim:
-                claims.add(claim)
+                claims.append((entry.id, claim))
             score = bonus + (2 if signals & set(point.findings) else 0)
             scored.append(
                 (
@@ -341,9 +343,12 @@ def explain_text(text: str, kb: KnowledgeBase | None = None) -> Explanation:
     lead = found[0] if found else None
     if lead is not None and lead.entry is not None:
         groups.append((lead.entry, 0))
+    implied = set(lead.entry.related) if lead is not None and lead.entry is not None else set()
     for item in found[1:]:
         if item.entry is not None and all(item.entry is not g[0] for g in groups):
-            groups.append((item.entry, bonus_by_role.get(item.role, 0)))
+            # A socket error the lead code always carries (4.4.316 and 10061) adds no focus.
+            bonus = 0 if item.entry.id in implied else bonus_by_role.get(item.role, 0)
+            groups.append((item.entry, bonus))
     groups.sort(key=lambda g: -g[1])
     causes = _rank_points(((e, e.causes, b) for e, b in groups), signals, values, MAX_CAUSES)
     lead_findings = {f for c in causes[:2] for f in c.findings}

@@ -44,6 +44,25 @@ def data_items(finding: Finding) -> list[tuple[str, str]]:
     ]
 
 
+def range_rows(finding: Finding) -> list[dict[str, str]]:
+    """Per-range verdicts of a firewall finding, as table rows."""
+    rows = finding.data.get("ranges")
+    if not isinstance(rows, list):
+        return []
+    out: list[dict[str, str]] = []
+    for row in rows:
+        if isinstance(row, dict) and "verdict" in row:
+            out.append(
+                {
+                    "range": str(row.get("range", "")),
+                    "verdict": str(row.get("verdict", "")),
+                    "permitted": ", ".join(map(str, row.get("permitted") or [])) or "-",
+                    "blocked": ", ".join(map(str, row.get("blocked") or [])) or "-",
+                }
+            )
+    return out
+
+
 _ENV = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
@@ -69,4 +88,5 @@ def render(diagnosis: Diagnosis) -> str:
         pct=lambda v: f"{v:.0%}",
         iso=utc_iso,
         data_items=data_items,
+        range_rows=range_rows,
     )

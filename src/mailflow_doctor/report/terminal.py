@@ -32,7 +32,7 @@ MAX_EVIDENCE = 6
 MAX_EXCERPT = 240
 
 
-def indent(text: Text, level: int = 3) -> Padding:
+def indent(text: Text | Table, level: int = 3) -> Padding:
     """Keep wrapped lines under their heading."""
     return Padding(text, (0, 0, 0, level))
 
@@ -77,6 +77,30 @@ def verdict_panel(diagnosis: Diagnosis) -> Panel:
     return Panel(Group(*lines), title="Verdict", border_style=STYLE[root.severity])
 
 
+VERDICT_STYLE = {"blocked": "bold red", "partial": "yellow", "permitted": "green"}
+
+
+def range_table(finding: Finding) -> Table | None:
+    """Per-range verdicts of a firewall finding."""
+    rows = finding.data.get("ranges")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "verdict" in r for r in rows):
+        return None
+    if not rows:
+        return None
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    table.add_column("range", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("blocked", overflow="fold")
+    for row in rows:
+        verdict = str(row.get("verdict", ""))
+        table.add_row(
+            Text(str(row.get("range", ""))),
+            Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
+            Text(", ".join(map(str, row.get("blocked") or [])) or "-"),
+        )
+    return table
+
+
 def render_finding(finding: Finding, console: Console, number: int) -> None:
     style = STYLE[finding.severity]
     marker = " ROOT CAUSE" if finding.root_cause else ""
@@ -96,6 +120,9 @@ def render_finding(finding: Finding, console: Console, number: int) -> None:
                 console.print(indent(line, 5))
     if finding.ruled_out:
         console.print(indent(Text(f"not the root cause: {finding.ruled_out}", "dim")))
+    ranges = range_table(finding)
+    if ranges is not None:
+        console.print(indent(ranges))
     if finding.evidence:
         console.print(indent(Text("evidence", "bold")))
         for ref in finding.evidence[:MAX_EVIDENCE]:
