@@ -31,6 +31,10 @@ WHEN = datetime(2026, 11, 28, 21, 3, 11, tzinfo=UTC)
         "28 Nov 2026 21:03:11",
         "Saturday, November 28, 2026 9:03:11 PM",
         "/Date(1795899791000)/",
+        "28/11/2026 09:03:11 p. m.",
+        "2026/11/28 下午 09:03:11",
+        "2026-11-28 오후 9:03:11",
+        "2026/11/28 午後 9:03:11",
     ],
 )
 def test_each_culture_reads_to_the_same_utc(text: str) -> None:

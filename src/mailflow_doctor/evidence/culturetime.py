@@ -39,7 +39,8 @@ MONTHS = {
 }
 
 _TIME = (
-    r"(?:[ T,]+(?P<h>\d{1,2})[:.](?P<mi>\d{2})(?:[:.](?P<s>\d{2})(?P<frac>[.,]\d{1,9})?)?"
+    r"(?:[ T,]+(?:(?P<pre>上午|下午|午前|午後|오전|오후)\s*)?"
+    r"(?P<h>\d{1,2})[:.](?P<mi>\d{2})(?:[:.](?P<s>\d{2})(?P<frac>[.,]\d{1,9})?)?"
     r"\s*(?P<ampm>[AaPp]\.?\s?[Mm]\.?)?)?"
     r"\s*(?P<tz>Z|UTC|GMT|[+-]\d{2}:?\d{2})?\s*$"
 )
@@ -53,6 +54,7 @@ _NAMED_DMY = re.compile(
     r"^\s*(?:[A-Za-z]+,\s*)?(?P<d>\d{1,2})\.?[\s-]+(?P<mon>[^\W\d_]{3,10})\.?[\s-]+(?P<y>\d{4})"
     + _TIME
 )
+_PM_WORDS = frozenset({"下午", "午後", "오후"})  # zh, ja, ko; their AM words are 上午, 午前, 오전
 _ODATA = re.compile(r"^\s*/?Date\((?P<ms>-?\d{1,15})(?P<tz>[+-]\d{4})?\)/?\s*$")
 
 
@@ -94,11 +96,11 @@ def _hour(match: re.Match[str]) -> tuple[int, int, int, int] | None:
     if match["h"] is None:
         return 0, 0, 0, 0
     hour = int(match["h"])
-    ampm = match["ampm"]
+    ampm = match["ampm"] or match["pre"]
     if ampm:
         if not 1 <= hour <= 12:
             return None
-        pm = ampm[0] in "Pp"
+        pm = ampm[0] in "Pp" or ampm in _PM_WORDS
         hour = (hour % 12) + (12 if pm else 0)
     return hour, int(match["mi"]), int(match["s"] or 0), _micro(match["frac"])
 
@@ -132,7 +134,7 @@ def _split(match: re.Match[str], order: DateOrder | None) -> tuple[int, int, int
     if (effective is DateOrder.MDY and int(a) > 12) or (effective is DateOrder.DMY and int(b) > 12):
         effective = None
     if effective is None:
-        effective = guess_order(a, b, c, match["sep"], bool(match["ampm"]))
+        effective = guess_order(a, b, c, match["sep"], bool(match["ampm"] or match["pre"]))
     if effective is DateOrder.MDY:
         return _year(c), int(a), int(b)
     return _year(c), int(b), int(a)
@@ -217,7 +219,7 @@ class DateOrderVote:
         self.values += 1
         if match["sep"] not in self.separators:
             self.separators += match["sep"]
-        if match["ampm"]:
+        if match["ampm"] or match["pre"]:
             self.ampm_seen += 1
         a, b = match["a"], match["b"]
         if len(a) >= 3:
