@@ -323,3 +323,11 @@ def test_pasted_rules_without_the_rest_of_config_xml() -> None:
     assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
     assert [r.origin.line for r in result.policy.chains["wan"].rules] == [1, 8]
     prove_remediation("pfsense", FRAGMENT, "10.0.0.25")
+
+
+def test_default_block_logging_switch_differs_between_pfsense_and_opnsense() -> None:
+    empty_switch = "<syslog><nologdefaultblock></nologdefaultblock></syslog>"
+    pf = CONFIG.replace("\t<filter>", f"\t{empty_switch}\n\t<filter>", 1)
+    assert not parse("pfsense", pf).policy.default_deny_logged  # isset() on pfSense
+    opn = SIMPLE.replace("<nologdefaultblock>1</nologdefaultblock>", "<nologdefaultblock/>")
+    assert parse("pfsense", opn).policy.default_deny_logged  # empty() on OPNsense

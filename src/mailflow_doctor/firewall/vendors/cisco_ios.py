@@ -4,7 +4,9 @@ Which address do the rules name? Cisco's "NAT Order of Operation" for traffic go
 outside to inside lists "check input access list" before "NAT outside to inside (global to
 local translation)". So the ACL applied inbound on the outside interface is checked before NAT
 and names the public (global) address: DestinationView.PRE_NAT (research §2.2 agrees; it marks
-this as standard IOS behaviour). An ACL applied outbound on the inside interface would see the
+this as standard IOS behaviour; the order table is reproduced in Cisco Press's "Cisco Router
+Firewall Security", table 12-1: step 3 "check the input access list", step 7 "NAT
+outside-to-inside"). An ACL applied outbound on the inside interface would see the
 inside address; only the inbound ACL on the internet-facing interface is modelled.
 
 Traffic that matches no entry hits the implicit `deny ip any any`, which IOS does not log (only

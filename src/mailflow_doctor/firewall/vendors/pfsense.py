@@ -6,7 +6,8 @@ forward recorded as a DestinationNat. The order pfSense loads is: port forwards 
 (no filter rule needed), floating rules with `quick`, the rules of the ingress interface (all
 `quick`, first match, document order), then floating rules without `quick`, where the LAST
 match wins, and finally the default block. pfSense logs the default block unless "Log packets
-matched from the default block rules" is switched off (`<syslog><nologdefaultblock/>`).
+matched from the default block rules" is switched off (`<syslog><nologdefaultblock/>`;
+OPNsense reads the same element but only when it is not empty).
 
 `<blockpriv/>` on the interface blocks RFC 1918 and unique-local sources before any user rule.
 URL table, URL, GeoIP and FQDN entries in aliases are not in config.xml and cannot be resolved
@@ -295,8 +296,13 @@ class PfSenseParser:
                 (xml_line(element), "OPNsense automation (MVC) rules are not evaluated")
             )
             break
-        syslog = root.find("syslog")
-        logged = syslog is None or syslog.find("nologdefaultblock") is None
+        # pfSense turns the log off when the element exists (isset); OPNsense when it is
+        # not empty, so its `<nologdefaultblock></nologdefaultblock>` still logs.
+        switch = root.find("./syslog/nologdefaultblock")
+        if root.tag == "opnsense":
+            logged = switch is None or not (switch.text or "").strip()
+        else:
+            logged = switch is None
         chain = Chain(
             interface,
             tuple(rules),
