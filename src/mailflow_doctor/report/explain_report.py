@@ -228,7 +228,9 @@ def _rank_points(
     signals: set[str],
     values: dict[str, str],
     limit: int,
+    focused: bool = False,
 ) -> tuple[RankedPoint, ...]:
+    """Rank the points of several entries; `focused` keeps only points the evidence supports."""
     scored: list[tuple[int, int, RankedPoint]] = []
     texts: set[str] = set()
     order = 0
@@ -240,6 +242,8 @@ def _rank_points(
             claim = frozenset(point.findings)
             covered = any(other != entry.id and claim <= seen for other, seen in claims)
             if point.text in texts or (claim and covered):
+                continue
+            if focused and bonus == 0 and not signals & set(point.findings):
                 continue
             command = _fill(point.command, values) if point.command else ""
             if command and any(command == other.command for *_, other in scored):
@@ -350,7 +354,11 @@ def explain_text(text: str, kb: KnowledgeBase | None = None) -> Explanation:
             bonus = 0 if item.entry.id in implied else bonus_by_role.get(item.role, 0)
             groups.append((item.entry, bonus))
     groups.sort(key=lambda g: -g[1])
-    causes = _rank_points(((e, e.causes, b) for e, b in groups), signals, values, MAX_CAUSES)
+    # A sub-message names the failure; the code's other causes would only distract.
+    focused = any(f.role == "message" and f.entry is not None for f in found)
+    causes = _rank_points(
+        ((e, e.causes, b) for e, b in groups), signals, values, MAX_CAUSES, focused
+    )
     lead_findings = {f for c in causes[:2] for f in c.findings}
     checks = _rank_points(
         ((e, e.checks, b) for e, b in groups), signals | lead_findings, values, MAX_CHECKS
