@@ -211,6 +211,15 @@ def _findings_for(
             )
             if why:
                 notes.append(f"No vendor lines are shown: {why}.")
+        skipped = len(ctx.bundle.endpoints.eop_smtp_cidrs()) - len(verdicts)
+        if skipped > 0:
+            other = "IPv6" if ":" not in destination else "IPv4"
+            notes.append(
+                f"The {skipped} published {other} ranges were not evaluated: the address "
+                f"tried, {destination}, is {'IPv4' if other == 'IPv6' else 'IPv6'}. If the "
+                f"smart host also has an {'AAAA' if other == 'IPv6' else 'A'} record, check "
+                f"the {other} path too."
+            )
         n_affected = len(affected)
         title = (
             f"Firewall blocks {n_affected} of {len(verdicts)} published Exchange Online "
