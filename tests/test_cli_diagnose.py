@@ -190,6 +190,7 @@ def test_demo_json_names_the_firewall_gap_per_contract() -> None:
         assert finding["root_cause"] is False
     stale = next(f for f in doc["findings"] if f["id"] == "firewall.stale_eop_objects")
     assert stale["data"]["stale_ranges"] == ["65.55.88.0/24"]
+    assert " no network-object object EOP-LEGACY-65.55.88" in stale["remediation"]
     assert "Traceback" not in result.stderr
 
 

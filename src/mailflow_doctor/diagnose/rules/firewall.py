@@ -39,6 +39,18 @@ def destinations(ctx: Context, fw: FirewallEvidence) -> list[str]:
     return [h for h in fw.result.policy.smtp_hosts if is_ip(h)]
 
 
+def vendor_cleanup(fw: FirewallEvidence, result: RangeCheck) -> tuple[str, ...]:
+    """The vendor's own lines to remove stale objects, when its parser writes them."""
+    parser = parsers().get(fw.result.policy.vendor)
+    if parser is None:
+        return ()
+    try:
+        remedy = parser.remediate(fw.text, fw.result, result)
+    except Exception:
+        return ()
+    return tuple(remedy.cleanup) if remedy is not None else ()
+
+
 def verified_remediation(
     fw: FirewallEvidence, destination: str, result: RangeCheck, ctx: Context
 ) -> tuple[tuple[str, ...], str]:
@@ -297,12 +309,13 @@ def _findings_for(
                 f"{', '.join(stale)} {'is' if len(stale) == 1 else 'are'} permitted on TCP 25 "
                 "but no longer published for Exchange Online Protection. The allow-list was "
                 "probably built from an old list; such leftovers often sit next to missing "
-                "current ranges."
+                "current ranges. Remove them once you have confirmed nothing else needs them."
             ),
             confidence=1.0,
             data={"stale_ranges": stale, **common},
             evidence=stale_refs,
-            remediation=(
+            remediation=vendor_cleanup(fw, result)
+            or (
                 f"Remove {', '.join(stale)} from the TCP 25 allow-list once you have "
                 "confirmed nothing else needs it.",
             ),
