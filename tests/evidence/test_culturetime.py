@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailflow_doctor.evidence.culturetime import DateOrder, DateOrderVote, parse_culture_time
@@ -136,12 +136,14 @@ def _formats(when: datetime) -> list[tuple[str, DateOrder | None]]:
     ]
 
 
+@settings(deadline=None)
 @given(_MOMENTS)
 def test_round_trip_of_every_format(when: datetime) -> None:
     for text, order in _formats(when):
         assert parse_culture_time(text, order) == when, text
 
 
+@settings(deadline=None)
 @given(st.text(max_size=60))
 def test_never_raises(text: str) -> None:
     parse_culture_time(text)

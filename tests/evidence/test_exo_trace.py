@@ -280,6 +280,13 @@ def test_detail_format_table_text(tmp_path: Path) -> None:
     assert defer.reason.code == "4.4.316"
 
 
+def test_format_table_with_odd_dashes(tmp_path: Path) -> None:
+    text = "Date  Event Detail\n----  ----- ------ ------- ---\n1/2/2026 1:00 PM Defer x\n"
+    kind, records, _ = _read(_write(tmp_path, "ft.txt", text.encode()))
+    assert kind == "exo.message_trace_detail_text"
+    assert len(records) == 1
+
+
 def test_detail_json(tmp_path: Path) -> None:
     text = (
         '[{"Date":"2026-11-28T20:44:23.0000000Z","Event":"Defer","Action":null,'
@@ -553,7 +560,9 @@ def test_hostile_detail_export(tmp_path: Path) -> None:
     assert any("longer than" in issue for issue in issues)
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    deadline=None, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(cut=st.integers(0, 7000), noise=st.binary(max_size=40))
 def test_damaged_fixtures_never_raise(tmp_path: Path, cut: int, noise: bytes) -> None:
     for name in ("messagetrace_en-US.csv", "eac_extended_report.csv", "messagetracedetail_fl.txt"):

@@ -156,6 +156,7 @@ def test_split_endpoint_when_a_port_always_follows() -> None:
     assert (reason.ip, reason.port) == ("2001:db8::25", 25)
 
 
+@settings(deadline=None)
 @given(
     address=st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)),
     port=st.integers(1, 65535),
@@ -217,7 +218,7 @@ def test_long_and_hostile_input_is_bounded() -> None:
     assert reason.raw == text
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(max_size=400))
 def test_never_raises_on_any_text(text: str) -> None:
     assert parse_reason(text).raw == text
@@ -255,7 +256,7 @@ _PIECES = st.sampled_from(
 )
 
 
-@settings(max_examples=400)
+@settings(deadline=None, max_examples=400)
 @given(st.lists(_PIECES, max_size=30).map("".join))
 def test_never_raises_on_reason_like_noise(text: str) -> None:
     assert parse_reason(text).raw == text
@@ -275,7 +276,7 @@ def _us(when: datetime) -> str:
     return f"{when.month}/{when.day}/{when.year} {hour}:{when.minute:02d}:{when.second:02d} {ampm}"
 
 
-@settings(max_examples=120)
+@settings(deadline=None, max_examples=120)
 @given(
     code=st.sampled_from(["450 4.4.316", "450 4.4.315", "450 4.4.317", "451 4.7.320"]),
     text=_WORDS,
@@ -328,7 +329,7 @@ def test_round_trip_of_generated_exo_reasons(
     assert reason.proxy_target_host == (host if proxy else None)
 
 
-@settings(max_examples=100)
+@settings(deadline=None, max_examples=100)
 @given(
     hops=st.lists(
         st.tuples(st.integers(400, 599), st.integers(0, 9), st.integers(0, 999), _WORDS),
@@ -348,7 +349,7 @@ def test_round_trip_of_generated_chains(hops: list[tuple[int, int, int, str]], s
     assert reason.socket_error == socket
 
 
-@settings(max_examples=150)
+@settings(deadline=None, max_examples=150)
 @given(
     expired_at=_TIMES,
     tried_at=_TIMES,

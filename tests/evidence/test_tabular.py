@@ -144,7 +144,9 @@ _CELL = st.text(
 )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     rows=st.lists(st.lists(_CELL, min_size=3, max_size=3), max_size=12),
     delimiter=st.sampled_from([",", ";", "\t"]),
@@ -173,7 +175,9 @@ def test_round_trip_of_csv_written_by_the_csv_module(
     assert ctx.issues.issues == []
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    deadline=None, max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.binary(max_size=600))
 def test_never_raises_on_any_bytes(tmp_path: Path, data: bytes) -> None:
     doc = _doc(tmp_path, data, "fuzz.csv")

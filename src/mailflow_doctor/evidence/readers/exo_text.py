@@ -298,7 +298,9 @@ def _columns(header: str, dashes: str) -> list[tuple[str, int]]:
     """Format-Table columns: (name key, start position) from the dashed line under the header."""
     columns: list[tuple[str, int]] = []
     for match in re.finditer(r"-+", dashes):
-        name = header[match.start() : match.end()].strip() or header[match.start() :].split()[0]
+        name = header[match.start() : match.end()].strip()
+        if not name:  # a dashed line longer than its header
+            name = (header[match.start() :].split() or [""])[0]
         columns.append((normalise_name(name), match.start()))
     return columns
 
