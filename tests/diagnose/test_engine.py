@@ -391,3 +391,13 @@ def test_expiry_codes_are_reported_as_seen_and_ranked_as_their_deferral() -> Non
     assert result.root_cause == "smtp.nothing_listening"
     assert result.root is not None
     assert result.root.data["refused"] == 2
+
+
+def test_hub_logs_on_port_2525_do_not_count_as_coverage() -> None:
+    from dataclasses import replace
+
+    hub = replace(session("EX01", 10, "10.0.0.31"), local_port=2525)
+    records = [defer(1), defer(20, msg="m2"), span("EX01", 0, 59), hub]
+    result = diagnose(bundle(*records))
+    assert result.finding("logs.eop_sessions_absent") is None
+    assert result.finding("logs.coverage_gap") is None

@@ -41,6 +41,18 @@ def covers(intervals: list[Interval], window: Interval) -> bool:
     return any(a - EDGE_SLACK <= window[0] and window[1] <= b + EDGE_SLACK for a, b in intervals)
 
 
+INTERNAL_PORTS = frozenset({2525, 475})  # Hub transport, mailbox transport delivery
+
+
+def internal_only_files(sessions: list[SmtpSession]) -> set[str]:
+    """Log files whose receive sessions all arrived on an internal transport port."""
+    ports: dict[str, set[int | None]] = {}
+    for session in sessions:
+        if session.direction == "receive":
+            ports.setdefault(session.ref.path, set()).add(session.local_port)
+    return {path for path, seen in ports.items() if seen and seen <= INTERNAL_PORTS}
+
+
 def is_receive(kind: str) -> bool:
     return "receive" in kind.lower() or "recv" in kind.lower()
 
@@ -50,6 +62,12 @@ def logs_coverage(ctx: Context) -> Iterator[Finding]:
     window: Interval | None = ctx.facts.get("deferral_window")
     spans = [s for s in ctx.bundle.of(LogSpan) if is_receive(s.kind)]
     if window is None or not spans:
+        return
+    # Hub transport logs (FrontEnd proxying on port 2525) never see Exchange Online's
+    # addresses; their silence would prove nothing, so only logs of port 25 receivers count.
+    internal = internal_only_files(ctx.bundle.of(SmtpSession))
+    spans = [s for s in spans if s.ref.path not in internal]
+    if not spans:
         return
     per_server: dict[str, list[Interval]] = {}
     span_refs: dict[str, list[SourceRef]] = {}
