@@ -738,3 +738,32 @@ def test_pre9_ipv6_acl_bound_beside_the_ipv4_one_and_time_ranges() -> None:
         "ipv6 access-list OUT6 line 2 permit tcp object-group EOP_SMTP_SOURCES "
         "host 2001:db8::25 eq smtp"
     )
+
+
+def test_twice_nat_with_port_translation_from_2525() -> None:
+    text = """\
+interface GigabitEthernet0/0
+ nameif outside
+ security-level 0
+object network EXCH
+ host 10.0.0.25
+object network EXCH_PUBLIC
+ host 198.51.100.25
+object service SMTP_REAL
+ service tcp source eq smtp
+object service SMTP_MAPPED
+ service tcp source eq 2525
+access-list OUTSIDE_IN extended permit tcp 40.92.0.0 255.254.0.0 object EXCH eq smtp
+access-group OUTSIDE_IN in interface outside
+nat (inside,outside) source static EXCH EXCH_PUBLIC service SMTP_REAL SMTP_MAPPED
+"""
+    result = parse(VENDOR, text)
+    assert result.issues == ()
+    # Exchange Online connects to 198.51.100.25:2525; the ASA sends it to 10.0.0.25:25.
+    moved = evaluate(result.policy, "198.51.100.25", 2525)
+    assert (moved.effective_destination, moved.permitted().cidrs()) == (
+        "10.0.0.25",
+        ["40.92.0.0/15"],
+    )
+    # Port 25 on the public address is not translated, and nothing permits it.
+    assert not evaluate(result.policy, "198.51.100.25", 25).permitted()

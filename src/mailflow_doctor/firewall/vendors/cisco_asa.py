@@ -1478,9 +1478,9 @@ def build_policy(config: AsaConfig, options: ParseOptions) -> tuple[Policy, Sele
             f"lower to a higher security level; it {drop_words}"
         )
     else:
-        default_text = (
-            f"implicit deny at the end of access-list {chain_name} (the ASA {drop_words}"
-            + ("; logged as 106023)" if logged else "; logged as 106023 only when logging is on)")
+        lists = " then ".join(selection.acls)
+        default_text = f"implicit deny at the end of access-list {lists} (the ASA {drop_words}" + (
+            "; logged as 106023)" if logged else "; logged as 106023 only when logging is on)"
         )
     outside_names = {i.nameif.lower() for i in outside_interfaces(config)}
     if selection.interface:
