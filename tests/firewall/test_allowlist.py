@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vendor_checks import mutated, parse, parser_for, prove_remediation, sniffed_as, survives, table
+from vendor_checks import (
+    EOP,
+    mutated,
+    parse,
+    parser_for,
+    prove_remediation,
+    sniffed_as,
+    survives,
+    table,
+)
 
-from mailflow_doctor.firewall.evaluate import evaluate
+from mailflow_doctor.firewall.evaluate import check_ranges, evaluate
 from mailflow_doctor.firewall.registry import FirewallParseError
 
 LIST = """\
@@ -87,3 +96,16 @@ def test_generated_lists_agree_with_membership(entries, probes) -> None:
     for value in probes:
         address = ipaddress.IPv4Address(value)
         assert (address in permitted) == any(address in n for n in nets)
+
+
+def test_long_lists_are_judged_in_blocks_with_the_same_verdicts() -> None:
+    filler = [f"100.64.{i // 16}.{(i % 16) * 16}/28" for i in range(600)]
+    text = "\n".join([*filler[:300], "40.92.0.0/15", *filler[300:], "104.47.0.0/18"]) + "\n"
+    result = parse("allowlist", text)
+    assert len(result.policy.chains["allow-list"].rules) <= 64
+    verdicts = table(result, "192.0.2.25")
+    assert verdicts["40.92.0.0/15"] == ("permitted",)
+    assert verdicts["104.47.0.0/17"] == ("partial", "104.47.64.0/18")
+    check = check_ranges(result.policy, "192.0.2.25", EOP)
+    assert check.verdicts[0].deciding[0].text.startswith("lines ")
+    prove_remediation("allowlist", text, "192.0.2.25")

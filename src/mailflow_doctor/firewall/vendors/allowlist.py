@@ -17,11 +17,37 @@ from mailflow_doctor.firewall.registry import (
     Remediation,
     register_parser,
 )
-from mailflow_doctor.firewall.vendors._kit import first_closing, gap_context, try_parse_set
+from mailflow_doctor.firewall.vendors._kit import (
+    first_closing,
+    gap_context,
+    try_parse_set,
+    union_all,
+)
 from mailflow_doctor.knowledge.ipranges import IPSet
 
 _MARKERS = ("#", ";", "//")
 MAX_LINE = 4096
+# First match over thousands of one-line rules is quadratic; long lists are judged in blocks
+# of consecutive lines (all rules permit, so the verdicts are the same).
+CHUNK_ABOVE = 256
+MAX_BLOCKS = 64
+
+
+def _chunked(rules: list[Rule], path: str) -> list[Rule]:
+    size = -(-len(rules) // MAX_BLOCKS)  # ceiling: at most MAX_BLOCKS blocks
+    blocks: list[Rule] = []
+    for start in range(0, len(rules), size):
+        part = rules[start : start + size]
+        first, last = part[0].origin.line, part[-1].origin.line
+        blocks.append(
+            Rule(
+                action=Action.PERMIT,
+                origin=Origin(path, first, f"lines {first}-{last} of the allow-list"),
+                sources=union_all(r.sources for r in part),
+                name=f"lines {first}-{last}",
+            )
+        )
+    return blocks
 
 
 def _entry(line: str) -> str:
@@ -84,6 +110,8 @@ class AllowListParser:
             )
         if not rules:
             raise FirewallParseError(f"{path}: no address, CIDR or range found")
+        if len(rules) > CHUNK_ABOVE:
+            rules = _chunked(rules, path)
         chain = Chain(
             "allow-list",
             tuple(rules),
