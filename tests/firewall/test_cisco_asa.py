@@ -767,3 +767,16 @@ nat (inside,outside) source static EXCH EXCH_PUBLIC service SMTP_REAL SMTP_MAPPE
     )
     # Port 25 on the public address is not translated, and nothing permits it.
     assert not evaluate(result.policy, "198.51.100.25", 25).permitted()
+
+
+def test_group_opened_again_gains_members() -> None:
+    text = """\
+object-group network EOP
+ network-object 40.92.0.0 255.254.0.0
+access-list IN extended permit tcp object-group EOP host 10.0.0.25 eq smtp
+object-group network EOP
+ network-object 104.47.0.0 255.255.128.0
+"""
+    verdicts = table(parse(VENDOR, text), "10.0.0.25")
+    assert verdicts["40.92.0.0/15"] == ("permitted",)
+    assert verdicts["104.47.0.0/17"] == ("permitted",)

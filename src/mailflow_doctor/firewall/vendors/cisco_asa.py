@@ -524,20 +524,22 @@ def _top_line(
             obj.body_end = number
             return ("object", name)
         if kind == "service":
-            config.services[name] = ServiceGroup(name, number, None, is_object=True)
+            config.services.setdefault(name, ServiceGroup(name, number, None, is_object=True))
             return ("object-service", name)
         raise _LineError(f"object type {kind!r} is not used for the TCP 25 check")
     if head == "object-group" and len(words) >= 3:
         kind, name = words[1].lower(), words[2]
+        # A group opened again (config-mode additions pasted after it) gains members.
         if kind == "network":
-            config.groups[name] = NetGroup(name, number, body_end=number)
+            group = config.groups.setdefault(name, NetGroup(name, number))
+            group.body_end = number
             return ("group", name)
         if kind == "service":
             protocol = _protocol(words[3]) if len(words) > 3 else None
-            config.services[name] = ServiceGroup(name, number, protocol)
+            config.services.setdefault(name, ServiceGroup(name, number, protocol))
             return ("service", name)
         if kind == "protocol":
-            config.protocol_groups[name] = []
+            config.protocol_groups.setdefault(name, [])
             return ("protocol", name)
         if kind in ("icmp-type", "user", "security", "network-service"):
             return ("ignored", name)
