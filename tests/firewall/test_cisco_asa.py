@@ -780,3 +780,15 @@ object-group network EOP
     verdicts = table(parse(VENDOR, text), "10.0.0.25")
     assert verdicts["40.92.0.0/15"] == ("permitted",)
     assert verdicts["104.47.0.0/17"] == ("permitted",)
+
+
+def test_remediation_never_widens_an_unrelated_group() -> None:
+    text = """\
+object-group network PARTNERS
+ network-object 192.0.2.0 255.255.255.0
+access-list IN extended permit tcp object-group PARTNERS host 10.0.0.25 eq smtp
+access-list IN extended deny ip any any
+"""
+    remedy, _ = prove_remediation(VENDOR, text, "10.0.0.25")
+    assert "object-group network PARTNERS" not in remedy.lines
+    assert remedy.lines[0] == "object-group network EOP_SMTP_SOURCES"

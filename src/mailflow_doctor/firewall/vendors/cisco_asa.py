@@ -1592,7 +1592,12 @@ def _unique_group_name(config: AsaConfig, wanted: str) -> str:
 
 
 def _permitting_ace(config: AsaConfig, check: RangeCheck, acls: tuple[str, ...]) -> Ace | None:
-    """The admin's ACE that permits TCP to the server from an object-group holding EOP."""
+    """The admin's ACE that permits TCP to the server from an object-group holding EOP.
+
+    Only a group that already holds published EOP ranges qualifies: adding EOP to a group of
+    management hosts, say, would open whatever else that group is trusted with.
+    """
+    published = IPSet.parse(*(v.range for v in check.verdicts)) if check.verdicts else IPSet()
     permitted_lines = {
         d.origin.line
         for d in check.evaluation.decisions
@@ -1603,9 +1608,11 @@ def _permitting_ace(config: AsaConfig, check: RangeCheck, acls: tuple[str, ...])
         for ace in config.acls.get(acl, []):
             if ace.remark or ace.action != "permit" or ace.inactive or ace.source is None:
                 continue
-            if ace.line in permitted_lines and ace.source.group:
+            if ace.line not in permitted_lines:
+                continue
+            if ace.source.group and ace.source.addresses.overlaps(published):
                 return ace
-            if ace.line in permitted_lines and fallback is None:
+            if fallback is None:
                 fallback = ace
     return fallback
 
@@ -1651,7 +1658,13 @@ def plan_patches(config: AsaConfig, selection: Selection, check: RangeCheck) -> 
     else:
         acl = _unique_acl_name(config, "OUTSIDE_IN")
     network_lines = _network_object_lines(missing)
-    if ace is not None and ace.source is not None and ace.source.group in config.groups:
+    published = IPSet.parse(*(v.range for v in check.verdicts)) if check.verdicts else IPSet()
+    if (
+        ace is not None
+        and ace.source is not None
+        and ace.source.group in config.groups
+        and ace.source.addresses.overlaps(published)
+    ):
         group = config.groups[ace.source.group]
         lines = (f"object-group network {group.name}", *network_lines)
         users = sum(
