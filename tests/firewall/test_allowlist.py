@@ -78,13 +78,13 @@ def test_remediation_appends_missing_ranges() -> None:
     assert remedy6.lines[1:] == ("2a01:111:f403::/48",)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(mutated(LIST))
 def test_parser_survives_mutations(text: str) -> None:
     survives("allowlist", text)
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(8, 32)), min_size=1, max_size=8),
     st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20),

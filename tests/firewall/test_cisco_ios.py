@@ -226,7 +226,7 @@ def test_samples_parse(samples: Path) -> None:
     assert "192.0.2.7" not in permitted  # a bogon deny comes first
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated(EDGE))
 def test_parser_survives_mutations(text: str) -> None:
     survives("cisco-ios", text)
@@ -244,7 +244,7 @@ ACES = st.lists(
 )
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)
 @given(ACES, st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20))
 def test_generated_acls_agree_with_a_naive_walk(aces, probes) -> None:
     lines = ["ip access-list extended GEN"]

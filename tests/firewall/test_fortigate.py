@@ -314,7 +314,7 @@ def test_samples_parse(samples: Path) -> None:
     ]
 
 
-@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated(EDGE))
 def test_parser_survives_mutations(text: str) -> None:
     survives("fortigate", text)
@@ -326,23 +326,24 @@ POLICIES = st.lists(
         st.integers(0, 255),
         st.integers(8, 24),
         st.booleans(),  # disabled
+        st.booleans(),  # srcaddr-negate
     ),
     min_size=1,
     max_size=6,
 )
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(POLICIES, st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20))
 def test_generated_policies_agree_with_a_naive_walk(policies, probes) -> None:
     lines = ["config firewall address"]
     nets = []
-    for index, (_, octet, plen, _) in enumerate(policies):
+    for index, (_, octet, plen, _, _) in enumerate(policies):
         net = ipaddress.IPv4Network((octet << 24, plen), strict=False)
         nets.append(net)
         lines += [f'    edit "n{index}"', f"        set subnet {net}", "    next"]
     lines += ["end", "config firewall policy"]
-    for index, (action, _, _, disabled) in enumerate(policies):
+    for index, (action, _, _, disabled, negate) in enumerate(policies):
         lines += [
             f"    edit {100 - index}",
             '        set srcintf "any"',
@@ -354,14 +355,16 @@ def test_generated_policies_agree_with_a_naive_walk(policies, probes) -> None:
         ]
         if disabled:
             lines.append("        set status disable")
+        if negate:
+            lines.append("        set srcaddr-negate enable")
         lines.append("    next")
     lines.append("end")
     permitted = evaluate(parse("fortigate", "\n".join(lines)).policy, "192.0.2.1").permitted()
     for value in probes:
         address = ipaddress.IPv4Address(value)
         expected = False
-        for (action, _, _, disabled), net in zip(policies, nets, strict=True):
-            if not disabled and address in net:
+        for (action, _, _, disabled, negate), net in zip(policies, nets, strict=True):
+            if not disabled and (address in net) != negate:
                 expected = action == "accept"
                 break
         assert (address in permitted) == expected

@@ -263,13 +263,13 @@ def test_samples_parse(samples: Path) -> None:
     assert edl.policy.chains["security"].rules[0].unresolved == ("MY_LIST (external dynamic list)",)
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated(SET))
 def test_set_parser_survives_mutations(text: str) -> None:
     survives("panos", text)
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated(XML))
 def test_xml_parser_survives_mutations(text: str) -> None:
     survives("panos", text)
@@ -288,7 +288,7 @@ RULES = st.lists(
 )
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(RULES, st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20))
 def test_generated_rulebases_agree_with_a_naive_walk(rules, probes) -> None:
     lines = []

@@ -253,7 +253,7 @@ def test_samples_parse(samples: Path) -> None:
     assert forwarded.nat_origin is not None
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated(CONFIG))
 def test_parser_survives_mutations(text: str) -> None:
     survives("pfsense", text)
@@ -272,7 +272,7 @@ RULES = st.lists(
 )
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(RULES, st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20))
 def test_generated_rules_agree_with_a_naive_walk(rules, probes) -> None:
     body = []

@@ -232,13 +232,13 @@ def test_samples_parse(samples: Path) -> None:
         assert not evaluate(result.policy, "192.0.2.25").permitted()
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated(NETSH))
 def test_netsh_parser_survives_mutations(text: str) -> None:
     survives("windows-firewall", text)
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated(JSON_EXPORT))
 def test_json_parser_survives_mutations(text: str) -> None:
     survives("windows-firewall", text)
@@ -256,7 +256,7 @@ RULES = st.lists(
 )
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(RULES, st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=20))
 def test_generated_rules_agree_with_block_wins(rules, probes) -> None:
     nets = [ipaddress.IPv4Network((o << 24, p), strict=False) for _, o, p, _ in rules]
