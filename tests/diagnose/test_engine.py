@@ -7,6 +7,7 @@ from collections import Counter
 from diag_builders import (
     PERMITTED_EOP,
     PUBLIC,
+    at,
     bundle,
     defer,
     drop,
@@ -19,6 +20,8 @@ from diag_builders import (
 
 from mailflow_doctor.diagnose.engine import Diagnosis, diagnose, rank
 from mailflow_doctor.diagnose.model import Finding, Severity
+from mailflow_doctor.evidence.document import SourceRef
+from mailflow_doctor.evidence.records import TraceEvent
 
 
 def ids(diagnosis: Diagnosis) -> list[str]:
@@ -401,3 +404,41 @@ def test_hub_logs_on_port_2525_do_not_count_as_coverage() -> None:
     result = diagnose(bundle(*records))
     assert result.finding("logs.eop_sessions_absent") is None
     assert result.finding("logs.coverage_gap") is None
+
+
+def test_deliveries_named_by_host_meet_refusals_named_by_address() -> None:
+    by_name = TraceEvent(
+        ref=SourceRef("trace/detail.csv", 9, "Send external"),
+        time_utc=at(30),
+        event="Send external",
+        action="",
+        detail="Message sent to smtp.example.test using TLS1.2 with AES256",
+        data="",
+        message_id="m5",
+    )
+    result = diagnose(bundle(defer(1), defer(20, msg="m2"), by_name))
+    assert result.root_cause == "firewall.partial_allow_list_suspected"
+
+
+def test_one_dead_target_among_two_is_judged_per_target() -> None:
+    elsewhere = TraceEvent(
+        ref=SourceRef("trace/detail.csv", 9, "Send external"),
+        time_utc=at(5),
+        event="Send external",
+        action="",
+        detail="Message sent to mx2.example.test at 198.51.100.26 using TLS1.2 with AES256",
+        data="",
+        message_id="m3",
+    )
+    records = [defer(1), defer(20, msg="m2"), elsewhere]
+    result = diagnose(bundle(*records))
+    dead = result.finding("smtp.nothing_listening")
+    assert dead is not None
+    assert dead.data["target"] == PUBLIC
+    # Deliveries that succeed only elsewhere also fit a changed public address; whichever
+    # wins, the other says why it was not chosen.
+    assert result.root_cause in ("smtp.nothing_listening", "dns.target_mismatch")
+    loser = result.finding(
+        "dns.target_mismatch" if result.root_cause == "smtp.nothing_listening" else dead.id
+    )
+    assert loser is None or loser.ruled_out

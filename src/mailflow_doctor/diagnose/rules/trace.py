@@ -133,11 +133,18 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
             tally.timeout += 1
         else:
             tally.other += 1
+    # A name Exchange Online tried maps to the address it reached (FQDN + LastAttemptedIP),
+    # so that deliveries logged by name and refusals logged by address meet in one tally.
+    aliases: dict[str, str] = {}
+    for event in deferrals:
+        if event.reason is not None and event.reason.fqdn and event.reason.ip:
+            aliases.setdefault(event.reason.fqdn.lower(), event.reason.ip)
     # Deliveries: from detail events when present, else from the summary's ToIP.
     delivered_ids: set[str] = set()
     for event in events:
         if event.event.strip().lower() in DELIVERY_EVENTS:
             target = _delivery_target(event)
+            target = aliases.get(target.lower(), target)
             if target:
                 tallies.setdefault(target, TargetTally()).delivered += 1
                 delivered_ids.add(event.message_id or event.trace_id)
@@ -198,7 +205,6 @@ def _shape_findings(
     ctx: Context, tallies: dict[str, TargetTally], by_code: Counter[str]
 ) -> Iterator[Finding]:
     """Partial refusal, total refusal and timeouts, judged per target."""
-    any_delivered = any(t.delivered for t in tallies.values())
     named = {k: t for k, t in tallies.items() if k}
     for target, tally in named.items():
         refs = event_refs(tally.refused_refs, 3)
@@ -236,7 +242,7 @@ def _shape_findings(
                 ),
                 explains=(REFUSED,),
             )
-        elif tally.refused and not any_delivered:
+        elif tally.refused and not tally.delivered:
             yield Finding(
                 id="smtp.nothing_listening",
                 severity=Severity.ERROR,
