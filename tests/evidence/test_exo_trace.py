@@ -329,6 +329,30 @@ def test_message_trace_format_list_text(tmp_path: Path) -> None:
     assert delivered.ref.line == 10
 
 
+def test_message_trace_console_table_text(tmp_path: Path) -> None:
+    text = (
+        "PS C:\\> Get-MessageTrace -RecipientAddress ap@tailspintoys.ca\r\n"
+        "\r\n"
+        "Received            Sender Address      Recipient Address  Subject      Status\r\n"
+        "--------            --------------      -----------------  -------      ------\r\n"
+        "28/11/2026 20:44:14 billing@contoso.com ap@tailspintoys.ca Invoice 1183 Pending\r\n"
+        "03/11/2026 09:12:00 ana@fabrikam.com    ap@tailspintoys.ca Re: samples, Delivered\r\n"
+        "                                                           second line\r\n"
+    )
+    kind, records, issues = _read(_write(tmp_path, "console.txt", text.encode()))
+    assert kind == "exo.message_trace"
+    assert issues == []
+    pending, delivered = _messages(records)
+    assert pending.received_utc == datetime(2026, 11, 28, 20, 44, 14, tzinfo=UTC)
+    assert (pending.sender, pending.status, pending.ref.line) == (
+        "billing@contoso.com",
+        "Pending",
+        5,
+    )
+    assert delivered.received_utc == datetime(2026, 11, 3, 9, 12, tzinfo=UTC)
+    assert delivered.subject == "Re: samples, second line"
+
+
 def test_eac_panel_copy_uses_the_time_zone(tmp_path: Path) -> None:
     text = "Nov 28, 2026 9:44:23 PM\n\nDefer\n\nReason: [{LED=450 4.4.316 Connection refused}]\n"
     ctx = ReadContext(timezone=ZoneInfo("Europe/Berlin"))

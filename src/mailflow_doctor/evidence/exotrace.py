@@ -11,10 +11,10 @@ import json
 import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 
 from mailflow_doctor.evidence.culturetime import DateOrder, DateOrderVote, parse_culture_time
-from mailflow_doctor.evidence.document import Document, ReadContext
+from mailflow_doctor.evidence.document import Document, Line, ReadContext
 from mailflow_doctor.evidence.reason import parse_reason
 from mailflow_doctor.evidence.records import ParsedReason
 from mailflow_doctor.evidence.tabular import (
@@ -259,5 +259,68 @@ def split_outside_quotes(text: str, separator: str) -> list[str]:
     return parts
 
 
-def utc_or_none(when: datetime | None) -> datetime | None:
-    return when.astimezone(UTC) if when is not None else None
+# --- console tables (Format-Table output pasted as text) ---
+
+TABLE_DASHES = re.compile(r"^\s*-{2,}(?:\s+-{2,})*\s*$")
+
+
+def table_columns(header: str, dashes: str) -> list[tuple[str, int]]:
+    """Format-Table columns: (name key, start position) from the dashed line under the header."""
+    columns: list[tuple[str, int]] = []
+    for match in re.finditer(r"-+", dashes):
+        name = header[match.start() : match.end()].strip()
+        if not name:  # a dashed line longer than its header
+            name = (header[match.start() :].split() or [""])[0]
+        columns.append((normalise_name(name), match.start()))
+    return columns
+
+
+def slice_row(text: str, columns: list[tuple[str, int]]) -> dict[str, str]:
+    row: dict[str, str] = {}
+    for index, (name, start) in enumerate(columns):
+        end = columns[index + 1][1] if index + 1 < len(columns) else len(text)
+        row[name] = text[start:end].strip() if start < len(text) else ""
+    return row
+
+
+@dataclass(frozen=True)
+class ConsoleRow:
+    """One row of a pasted console table: its first line and its cells by column key."""
+
+    line: Line
+    cells: dict[str, str]
+
+
+def find_console_table(lines: list[str]) -> int | None:
+    """Index of a header line that has a dashed line under it, or None."""
+    for index in range(len(lines) - 1):
+        if lines[index].strip() and TABLE_DASHES.match(lines[index + 1]):
+            return index
+    return None
+
+
+def console_rows(doc: Document) -> Iterator[ConsoleRow]:
+    """Rows of the first console table in `doc`; wrapped lines (`-Wrap`) join their row."""
+    previous: str | None = None
+    columns: list[tuple[str, int]] = []
+    current: ConsoleRow | None = None
+    for line in doc.lines():
+        text = line.text.rstrip()
+        if not columns:
+            if previous is not None and previous.strip() and TABLE_DASHES.match(text):
+                columns = table_columns(previous, text)
+            previous = text
+            continue
+        if not text.strip():
+            continue
+        cells = slice_row(text, columns)
+        if current is not None and not cells.get(columns[0][0]):
+            for key, value in cells.items():  # a wrapped continuation of the row above
+                if value and len(current.cells.get(key, "")) < MAX_JSON_VALUE_CHARS:
+                    current.cells[key] = f"{current.cells.get(key, '')} {value}".strip()
+            continue
+        if current is not None:
+            yield current
+        current = ConsoleRow(line, cells)
+    if current is not None:
+        yield current

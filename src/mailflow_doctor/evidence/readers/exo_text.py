@@ -17,7 +17,14 @@ from datetime import datetime, tzinfo
 
 from mailflow_doctor.evidence.culturetime import parse_culture_time
 from mailflow_doctor.evidence.document import Document, Line, ReadContext
-from mailflow_doctor.evidence.exotrace import UTC_NOTE, local_zone_note, reason_for
+from mailflow_doctor.evidence.exotrace import (
+    TABLE_DASHES,
+    UTC_NOTE,
+    local_zone_note,
+    reason_for,
+    slice_row,
+    table_columns,
+)
 from mailflow_doctor.evidence.reason import parse_reason
 from mailflow_doctor.evidence.records import ParsedReason, TraceEvent
 from mailflow_doctor.evidence.registry import register_reader
@@ -54,7 +61,6 @@ _KNOWN_EVENTS = frozenset(
         "redirect",
     }
 )
-_DASHES = re.compile(r"^\s*-{2,}(?:\s+-{2,})*\s*$")
 _NDR_HOP = re.compile(
     r"^\s*(?P<date>\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s+\d{1,2}:\d{2}(?::\d{2})?"
     r"(?:\s*[AaPp]\.?[Mm]\.?)?)\s+-\s+(?:Remote\s+)?Server\s+at\s+\S+",
@@ -77,7 +83,7 @@ def _mode(lines: list[str]) -> str:
         return "list"
     for index, line in enumerate(lines[:-1]):
         words = {normalise_name(word) for word in line.split()}
-        if {"date", "event", "detail"} <= words and _DASHES.match(lines[index + 1]):
+        if {"date", "event", "detail"} <= words and TABLE_DASHES.match(lines[index + 1]):
             return "table"
     stripped = [line.strip() for line in lines if line.strip()]
     for index, line in enumerate(stripped[:-1]):
@@ -164,14 +170,14 @@ class TraceDetailTextReader:
         for line in doc.lines():
             text = line.text.rstrip()
             if not columns:
-                if previous is not None and _DASHES.match(text):
+                if previous is not None and TABLE_DASHES.match(text):
                     header = previous
-                    columns = _columns(header, text)
+                    columns = table_columns(header, text)
                 previous = text
                 continue
             if not text.strip():
                 continue
-            row = _slice(text, columns)
+            row = slice_row(text, columns)
             if current is not None and not row.get("date") and row.get("detail"):
                 current[1]["detail"] = (current[1].get("detail", "") + " " + row["detail"])[
                     :MAX_CHUNK_CHARS
@@ -292,25 +298,6 @@ def _chunks(
         size += len(text)
     if first is not None:
         yield first, "\n".join(parts)
-
-
-def _columns(header: str, dashes: str) -> list[tuple[str, int]]:
-    """Format-Table columns: (name key, start position) from the dashed line under the header."""
-    columns: list[tuple[str, int]] = []
-    for match in re.finditer(r"-+", dashes):
-        name = header[match.start() : match.end()].strip()
-        if not name:  # a dashed line longer than its header
-            name = (header[match.start() :].split() or [""])[0]
-        columns.append((normalise_name(name), match.start()))
-    return columns
-
-
-def _slice(text: str, columns: list[tuple[str, int]]) -> dict[str, str]:
-    row: dict[str, str] = {}
-    for index, (name, start) in enumerate(columns):
-        end = columns[index + 1][1] if index + 1 < len(columns) else len(text)
-        row[name] = text[start:end].strip() if start < len(text) else ""
-    return row
 
 
 @register_reader

@@ -12,17 +12,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
+from mailflow_doctor.evidence.culturetime import DateOrderVote
 from mailflow_doctor.evidence.document import Document, ReadContext
 from mailflow_doctor.evidence.exotrace import (
     UTC_NOTE,
     TimeColumn,
     columns_of,
+    console_rows,
+    find_console_table,
     json_get,
     json_keys,
     json_objects,
     looks_like_json,
     note_unless_zoned,
     reason_for,
+    table_columns,
     time_column,
     to_int,
 )
@@ -97,6 +101,18 @@ def _when(
     return when
 
 
+def _console_table(doc: Document) -> int | None:
+    """Where a pasted Get-MessageTrace console table starts (its header line), if any."""
+    lines = doc.head_lines(60)
+    index = find_console_table(lines)
+    if index is None:
+        return None
+    keys = {key for key, _ in table_columns(lines[index], lines[index + 1])}
+    if {"received", "status"} <= keys and keys & {"senderaddress", "recipientaddress"}:
+        return index
+    return None
+
+
 @register_reader
 class MessageTraceReader:
     """Get-MessageTrace / Get-MessageTraceV2 output as CSV or JSON."""
@@ -111,7 +127,7 @@ class MessageTraceReader:
             return 90 if wanted <= keys else 0
         columns = columns_of(doc)
         if columns is None or not columns.header.has(*_TRACE_COLUMNS):
-            return 0
+            return 75 if _console_table(doc) is not None else 0
         if columns.format_list:
             return 80
         return 95 if columns.header.has("MessageTraceId") else 85
@@ -121,12 +137,43 @@ class MessageTraceReader:
             yield from self._read_json(doc, ctx)
             return
         columns = columns_of(doc)
+        as_csv = columns is not None and columns.header.has(*_TRACE_COLUMNS)
+        if not as_csv and _console_table(doc) is not None:
+            yield from self._read_console(doc, ctx)
+            return
         if columns is None:
             ctx.warn(doc, None, "no columns found; not read")
             return
         column = time_column(doc, columns, ("Received",), "Received", None, UTC_NOTE, ctx)
         for row in columns.rows(doc, ctx):
             yield self._message(row, column, doc, ctx)
+
+    def _read_console(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
+        """`Get-MessageTrace` as the console shows it (Format-Table), pasted as text."""
+        vote = DateOrderVote()
+        for row in console_rows(doc):
+            vote.observe(row.cells.get("received", ""))
+        order, order_note = vote.decide("Received")
+        if order_note:
+            ctx.warn(doc, None, order_note)
+        note = "; ".join(n for n in (order_note, UTC_NOTE) if n)
+        column = TimeColumn(order, None, note, order_note)
+        for row in console_rows(doc):
+            cells = row.cells
+            yield TraceMessage(
+                ref=doc.ref(row.line.number, row.line.text),
+                received_utc=_when(column, cells.get("received", ""), doc, ctx, row.line.number),
+                sender=cells.get("senderaddress", ""),
+                recipient=cells.get("recipientaddress", ""),
+                subject=cells.get("subject", ""),
+                status=cells.get("status", ""),
+                message_id=cells.get("messageid", ""),
+                trace_id=cells.get("messagetraceid", ""),
+                from_ip=cells.get("fromip", ""),
+                to_ip=cells.get("toip", ""),
+                size=to_int(cells.get("size", "")),
+                time_assumed=note,
+            )
 
     def _message(
         self, row: TableRow, column: TimeColumn, doc: Document, ctx: ReadContext
