@@ -323,3 +323,12 @@ def test_service_object_groups() -> None:
         "ip access-list extended IN",
         " 25 permit tcp 40.107.0.0 0.0.255.255 host 192.0.2.25 eq smtp",
     )
+
+
+def test_outbound_list_on_the_inside_interface_is_named() -> None:
+    text = EDGE.replace(
+        " ip access-group INSIDE-IN in\n",
+        " ip access-group INSIDE-IN in\n ip access-group TO-SERVERS out\n",
+    )
+    notes = parse("cisco-ios", text).policy.notes
+    assert any("TO-SERVERS" in note for note in notes)

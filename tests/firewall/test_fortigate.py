@@ -423,3 +423,48 @@ def test_policies_for_authenticated_users_never_match_exchange_online() -> None:
     )
     result = parse("fortigate", text)
     assert table(result, "198.51.100.25")["40.92.0.0/15"] == ("blocked", "40.92.0.0/15")
+
+
+CENTRAL = """\
+config system settings
+    set central-nat enable
+end
+config firewall vip
+    edit "VIP-SMTP"
+        set extip 203.0.113.25
+        set mappedip "10.0.0.25"
+        set extintf "wan1"
+        set portforward enable
+        set extport 2525
+        set mappedport 25
+    next
+end
+config firewall address
+    edit "exch01"
+        set subnet 10.0.0.25 255.255.255.255
+    next
+    edit "EOP-40.92"
+        set subnet 40.92.0.0 255.254.0.0
+    next
+end
+config firewall policy
+    edit 1
+        set srcintf "wan1"
+        set dstintf "internal"
+        set srcaddr "EOP-40.92"
+        set dstaddr "exch01"
+        set action accept
+        set service "SMTP"
+    next
+end
+"""
+
+
+def test_central_nat_policies_name_the_mapped_address() -> None:
+    result = parse("fortigate", CENTRAL)
+    assert result.policy.destination_view == DestinationView.POST_NAT
+    verdicts = table(result, "203.0.113.25", port=2525)  # public 2525 -> inside 25
+    assert verdicts["40.92.0.0/15"] == ("permitted",)
+    assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
+    remedy, _ = prove_remediation("fortigate", CENTRAL, "203.0.113.25", port=2525)
+    assert any("append srcaddr" in line for line in remedy.lines)

@@ -15,7 +15,7 @@ from typing import Any
 
 import defusedxml.ElementTree as DET
 
-from mailflow_doctor.firewall.evaluate import RangeCheck, check_ranges
+from mailflow_doctor.firewall.evaluate import RangeCheck, check_ranges, effective_destination
 from mailflow_doctor.firewall.model import Action, Chain, Policy, PortSet, Rule
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
@@ -221,9 +221,10 @@ class GapContext:
     check: RangeCheck
     destination: str  # as the rules see it (after NAT for post-NAT vendors)
     asked_destination: str
-    port: int
+    port: int  # as the rules see it
     missing: IPSet
     published: tuple[str, ...]
+    asked_port: int = 25
 
     def entry_rules(self) -> list[tuple[Chain, int, Rule]]:
         found: list[tuple[Chain, int, Rule]] = []
@@ -271,19 +272,24 @@ class GapContext:
 
 def gap_context(policy: Policy, check: RangeCheck) -> GapContext:
     evaluation = check.evaluation
+    # The rules see the port after NAT too (a port forward 2525 -> 25 is checked as 25).
+    _, rule_port, _ = effective_destination(
+        policy, evaluation.destination, evaluation.port, evaluation.protocol
+    )
     return GapContext(
         policy=policy,
         check=check,
         destination=evaluation.effective_destination,
         asked_destination=evaluation.destination,
-        port=evaluation.port,
+        port=rule_port,
+        asked_port=evaluation.port,
         missing=check.missing,
         published=tuple(v.range for v in check.verdicts),
     )
 
 
 def recheck(policy: Policy, gap: GapContext) -> RangeCheck:
-    return check_ranges(policy, gap.asked_destination, gap.published, port=gap.port)
+    return check_ranges(policy, gap.asked_destination, gap.published, port=gap.asked_port)
 
 
 def still_missing(

@@ -134,7 +134,9 @@ class _Interface:
     line: int
     acl_in: str | None = None
     acl6_in: str | None = None
+    acl_out: str | None = None
     nat_outside: bool = False
+    nat_inside: bool = False
     description: str = ""
     address: IPSet | None = None
 
@@ -304,8 +306,12 @@ class _Parser:
             iface.acl_in = words[2]
         elif lowered[:2] == ["ipv6", "traffic-filter"] and len(words) >= 4 and lowered[3] == "in":
             iface.acl6_in = words[2]
+        elif lowered[:2] == ["ip", "access-group"] and len(words) >= 4 and lowered[3] == "out":
+            iface.acl_out = words[2]
         elif lowered[:3] == ["ip", "nat", "outside"]:
             iface.nat_outside = True
+        elif lowered[:3] == ["ip", "nat", "inside"]:
+            iface.nat_inside = True
         elif lowered[0] == "description":
             iface.description = " ".join(words[1:])
         elif lowered[:2] == ["ip", "address"] and len(words) >= 4 and _is_v4(words[2]):
@@ -709,6 +715,12 @@ class CiscoIosParser:
         )
         nat = _nats(parser, path)
         notes.extend(_inside_address_notes(rules, nat))
+        for other in parser.interfaces.values():
+            if other.nat_inside and other.acl_out and other is not iface:
+                notes.append(
+                    f"{other.name} also filters outbound with {other.acl_out}, after NAT (it "
+                    "names inside addresses); that list is not evaluated here"
+                )
         if re.search(r"^zone-pair security ", text, re.M):
             notes.append(
                 "this router also runs a zone-based firewall (zone-pair security); only the "

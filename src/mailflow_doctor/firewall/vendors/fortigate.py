@@ -228,6 +228,9 @@ class _Model:
         self.notes: list[str] = []
         self.vips: dict[str, _Vip] = {}
         self.vip_groups: dict[str, list[str]] = {}
+        settings = scope.table("system settings")
+        # Central NAT: VIPs live in the DNAT table and policies name the mapped address.
+        self.central = settings is not None and settings.get("central-nat") == "enable"
         self._load_vips()
 
     def _table(self, path: str) -> dict[str, _Node]:
@@ -512,6 +515,11 @@ class FortiGateParser:
                 else "which is not logged by default: no log line is no proof of no drop"
             ),
         ]
+        if model.central:
+            notes.append(
+                "central NAT is enabled: policies name the mapped (inside) address; the VIPs "
+                "translate the public address first"
+            )
         if vdom:
             notes.append(f"VDOM {vdom} evaluated (choose another with --acl)")
         if inbound is None:
@@ -524,7 +532,7 @@ class FortiGateParser:
             chains={chain.name: chain},
             entries=(chain.name,),
             nat=nats,
-            destination_view=DestinationView.PRE_NAT,
+            destination_view=DestinationView.POST_NAT if model.central else DestinationView.PRE_NAT,
             acl_name=vdom or "firewall policy",
             inbound_interfaces=inbound,
             smtp_hosts=tuple(
@@ -616,7 +624,7 @@ class FortiGateParser:
         plain = IPSet()
         vips: list[_Vip] = []
         for name, fam in dst_names:
-            members = model.vip_members(name)
+            members = [] if model.central else model.vip_members(name)
             if members:
                 vips.extend(members)
                 continue
@@ -627,7 +635,9 @@ class FortiGateParser:
             reason = reason or "its destination is an Internet Service Database entry"
         if node.get("dstaddr-negate") == "enable":
             plain = _family_span(dst_names) - plain
-        match_vip = action != Action.PERMIT and node.get("match-vip") == "enable"
+        match_vip = (
+            action != Action.PERMIT and node.get("match-vip") == "enable" and not model.central
+        )
         all_ext = IPSet()
         for vip in model.vips.values():
             all_ext = all_ext | vip.ext
@@ -635,7 +645,8 @@ class FortiGateParser:
             for vip in model.vips.values():
                 if vip.mapped.overlaps(plain):
                     vips.append(vip)
-        plain = plain - all_ext
+        if not model.central:
+            plain = plain - all_ext
         services: list[_Service] = []
         for name in node.values("service"):
             items, missing = model.services(name)
@@ -911,7 +922,11 @@ def _new_policy(
             (n for n in gap.policy.nat if gap.asked_destination in n.public),
             None,
         )
-        if vip is not None and vip.origin.text.startswith("config firewall vip: edit "):
+        if (
+            vip is not None
+            and vip.origin.text.startswith("config firewall vip: edit ")
+            and gap.policy.destination_view == DestinationView.PRE_NAT
+        ):
             dstaddr = [vip.origin.text.rsplit(" ", 1)[1]]
         else:
             name = f"mail-{gap.destination}"
