@@ -99,7 +99,9 @@ CLIENT = textwrap.dedent(
                 index, s = socks.pop(fd)
                 poller.unregister(fd)
                 code = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if code == 0:
+                # ECONNRESET: the handshake completed (the SYN was let in) and a later packet
+                # of ours met a reset; a refused SYN gives ECONNREFUSED instead.
+                if code in (0, errno.ECONNRESET):
                     results[index] = "connected"
                 elif code in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
                               errno.EACCES, errno.EPERM):
