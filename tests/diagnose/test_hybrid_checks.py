@@ -545,3 +545,26 @@ def test_queue_errors_do_not_outrank_the_exchange_online_cause() -> None:
     queue_finding = diagnosis.finding("queue.onprem_delivery_errors")
     assert queue_finding is not None
     assert queue_finding.ruled_out
+
+
+def test_sessions_not_granted_cloud_capability() -> None:
+    def judged(server: str, caps: str, status: str) -> SmtpSession:
+        base = eop_session(server, True, seen("CN=mail.contoso.com", "AA" * 20))
+        return SmtpSession(
+            **{**base.__dict__, "tls_domain_capabilities": caps, "tls_domain_status": status}
+        )
+
+    good = judged("EX01", "mail.protection.outlook.com:AcceptCloudServicesMail", "Success")
+    assert "connector.tls_domain_capabilities_missing" not in by_id(
+        list(tls_evidence(Context(bundle(good))))
+    )
+    bad = judged("EX02", "None", "DomainMismatch")
+    finding = by_id(list(tls_evidence(Context(bundle(good, bad)))))[
+        "connector.tls_domain_capabilities_missing"
+    ]
+    assert finding.data["servers"] == ["EX02"]
+    assert finding.data["statuses"] == ["DomainMismatch"]
+    ctx = Context(bundle(good, bad))
+    ctx.facts["capabilities_missing_servers"] = ["EX02"]
+    assert "connector.tls_domain_capabilities_missing" not in by_id(list(tls_evidence(ctx)))
+    assert notes(ctx.facts, SUPPORT_KEY)

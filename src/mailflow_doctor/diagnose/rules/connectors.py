@@ -110,6 +110,7 @@ def connector_config(ctx: Context) -> Iterator[Finding]:
         configured_certs.extend(c for c in named if _valid(c, when))
         if landing and not has_cloud_capability(connector):
             per_connector.append(_capability_finding(ctx, connector, hybrid_servers))
+            ctx.facts.setdefault("capabilities_missing_servers", []).append(connector.server)
     yield from merge_same(per_connector)
     ctx.facts["landing_connectors"] = {
         c.server.upper(): f"{c.server}\\{c.name}" for c in landing.values()

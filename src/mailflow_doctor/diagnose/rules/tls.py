@@ -15,8 +15,9 @@ from datetime import datetime
 
 from mailflow_doctor.diagnose.bundle import ref_list
 from mailflow_doctor.diagnose.checks import Context, check
-from mailflow_doctor.diagnose.facts import utc_iso
+from mailflow_doctor.diagnose.facts import support, utc_iso
 from mailflow_doctor.diagnose.hybrid import (
+    CLOUD_CAPABILITIES,
     STARTTLS_RE,
     Deferral,
     certificate_names,
@@ -80,6 +81,7 @@ def tls_evidence(ctx: Context) -> Iterator[Finding]:
     yield from _name_mismatch(ctx, all_deferrals, sessions)
     yield from _expired(ctx, all_deferrals, sessions)
     yield from _untrusted(all_deferrals)
+    yield from _capabilities(ctx, sessions)
 
 
 def _set_commands(ctx: Context, servers: list[str]) -> list[str]:
@@ -418,4 +420,57 @@ def _untrusted(items: list[Deferral]) -> Iterator[Finding]:
             "--port 25 (the chain as presented is listed).",
         ),
         explains=_codes(hits),
+    )
+
+
+def _capabilities(ctx: Context, sessions: list[SmtpSession]) -> Iterator[Finding]:
+    """EOP sessions that Exchange did not recognise as Exchange Online (TlsDomainCapabilities)."""
+    judged = [s for s in sessions if s.tls_domain_status or s.tls_domain_capabilities]
+    bad = [
+        s
+        for s in judged
+        if not any(c in s.tls_domain_capabilities.lower() for c in CLOUD_CAPABILITIES)
+    ]
+    if not bad:
+        return
+    servers = _servers(bad)
+    statuses = sorted({s.tls_domain_status or "?" for s in bad})
+    text = (
+        f"{len(bad)} of {len(judged)} Exchange Online sessions on {', '.join(servers)} were not "
+        f"granted AcceptCloudServicesMail (TlsDomainCapabilities status {', '.join(statuses)})."
+    )
+    if ctx.facts.get("capabilities_missing_servers"):
+        support(
+            ctx.facts,
+            "connector.tls_domain_capabilities_missing",
+            text,
+            ref_list(bad, 2),
+            0.05,
+        )
+        return
+    cmt = bool(ctx.facts.get("cmt_enabled"))
+    yield Finding(
+        id="connector.tls_domain_capabilities_missing",
+        severity=Severity.ERROR if cmt else Severity.WARNING,
+        title=f"Exchange Online is treated as anonymous on {', '.join(servers)}",
+        summary=(
+            text + " Mail from Exchange Online then loses its internal status and, with "
+            "Centralized Mail Transport, relaying to the internet is refused (550 5.7.54). The "
+            "receive connector those sessions land on needs TlsDomainCapabilities "
+            "mail.protection.outlook.com:AcceptCloudServicesMail and a valid TlsCertificateName."
+        ),
+        confidence=0.7,
+        data={
+            "connector": bad[0].connector,
+            "servers": servers,
+            "statuses": statuses,
+            "sessions": len(bad),
+        },
+        evidence=ref_list(bad, 4),
+        remediation=(
+            "Set-ReceiveConnector '<server>\\Default Frontend <server>' -TlsDomainCapabilities "
+            "mail.protection.outlook.com:AcceptCloudServicesMail",
+            "Or re-run the Hybrid Configuration Wizard with every hybrid server selected.",
+        ),
+        explains=("5.7.54", "5.7.1"),
     )
