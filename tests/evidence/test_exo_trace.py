@@ -598,3 +598,42 @@ def test_damaged_fixtures_never_raise(tmp_path: Path, cut: int, noise: bytes) ->
             reader.sniff(doc)
             for record in reader.read(doc, ReadContext()):
                 assert record.ref.path == str(path)  # type: ignore[attr-defined]
+
+
+_TEXTISH = st.lists(
+    st.sampled_from(
+        [
+            "Date : 11/28/2026 9:03:11 PM",
+            "Event : Defer",
+            "Detail : Reason: [{LED=450 4.4.316 x",
+            "Received,SenderAddress,RecipientAddress,Status",
+            '"11/28/2026 9:03:11 PM","a@x","b@y","Pending"',
+            "----  -----  ------",
+            "Date  Event  Detail",
+            "Nov 28, 2026 9:03:11 PM",
+            "Defer",
+            "11/28/2026 9:03:11 PM - Server at x (203.0.113.25) returned '450 4.4.316",
+            "[{",
+            '"',
+            "",
+            "   continued",
+            '{"Received": ',
+            "]",
+        ]
+    ),
+    max_size=25,
+).map("\n".join)
+
+
+@settings(
+    deadline=None, max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(text=st.one_of(_TEXTISH, st.text(max_size=300)))
+def test_every_exo_reader_survives_any_text(tmp_path: Path, text: str) -> None:
+    path = _write(tmp_path, "any.txt", text.encode("utf-8", errors="replace"))
+    doc = Document.open(path)
+    for kind in EXO_KINDS:
+        reader = readers()[kind]
+        assert 0 <= reader.sniff(doc) <= 100
+        for record in reader.read(doc, ReadContext()):
+            assert isinstance(record, TraceMessage | TraceEvent)
