@@ -332,3 +332,10 @@ def test_outbound_list_on_the_inside_interface_is_named() -> None:
     )
     notes = parse("cisco-ios", text).policy.notes
     assert any("TO-SERVERS" in note for note in notes)
+
+
+def test_binding_to_an_undefined_list_permits_everything() -> None:
+    text = GROUP_ONLY.replace("ip access-group FROM-ISP in", "ip access-group MISSING in")
+    result = parse("cisco-ios", text)
+    assert set(v[0] for v in table(result, "198.51.100.25").values()) == {"permitted"}
+    assert any("MISSING, which is not defined" in note for note in result.policy.notes)

@@ -416,3 +416,16 @@ def test_rules_for_identified_users_never_match_exchange_online() -> None:
     )
     verdicts = table(parse("panos", text), "198.51.100.25")
     assert verdicts["40.92.0.0/15"] == ("blocked", "40.92.0.0/15")
+
+
+def test_overridden_default_rules() -> None:
+    logged = BARE_RULES + (
+        "set rulebase default-security-rules rules interzone-default log-end yes\n"
+    )
+    result = parse("panos", logged)
+    assert result.policy.default_deny_logged
+    allowing = BARE_RULES + (
+        "set rulebase default-security-rules rules interzone-default action allow\n"
+    )
+    verdicts = table(parse("panos", allowing), "198.51.100.25")
+    assert set(v[0] for v in verdicts.values()) == {"permitted"}

@@ -331,3 +331,14 @@ def test_default_block_logging_switch_differs_between_pfsense_and_opnsense() -> 
     assert not parse("pfsense", pf).policy.default_deny_logged  # isset() on pfSense
     opn = SIMPLE.replace("<nologdefaultblock>1</nologdefaultblock>", "<nologdefaultblock/>")
     assert parse("pfsense", opn).policy.default_deny_logged  # empty() on OPNsense
+
+
+def test_port_forward_set_to_pass_needs_no_filter_rule() -> None:
+    text = CONFIG.replace(
+        "<associated-rule-id>nat_5f1</associated-rule-id>\n\t\t</rule>\n\t</nat>",
+        "<associated-rule-id>pass</associated-rule-id>\n\t\t</rule>\n\t</nat>",
+    )
+    verdicts = table(parse("pfsense", text), "203.0.113.2")
+    # rdr pass: every source not blocked by blockpriv reaches 10.0.0.25:25
+    assert verdicts["104.47.0.0/17"] == ("permitted",)
+    assert verdicts["52.100.0.0/14"] == ("permitted",)

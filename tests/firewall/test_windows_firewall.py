@@ -305,3 +305,12 @@ def test_allprofiles_output_sets_logging_and_state() -> None:
     off = parse("windows-firewall", _profiles("OFF", "Disable") + NETSH)
     assert set(v[0] for v in table(off, "192.0.2.25").values()) == {"permitted"}
     assert any("OFF" in note for note in off.policy.notes)
+
+
+def test_rules_that_require_ipsec_never_match_exchange_online() -> None:
+    text = _block("IPsec only SMTP", Security="AuthenticateEncrypt") + _block(
+        "Some SMTP", RemoteIP="40.92.0.0/15"
+    )
+    verdicts = table(parse("windows-firewall", text), "192.0.2.25")
+    assert verdicts["40.92.0.0/15"] == ("permitted",)
+    assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")

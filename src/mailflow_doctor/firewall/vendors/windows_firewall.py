@@ -65,7 +65,6 @@ _LOCAL_KEYWORDS = {"localsubnet", "dns", "dhcp", "wins", "defaultgateway", "play
 # Keywords whose meaning depends on the server's network configuration.
 _UNKNOWN_KEYWORDS = {"internet", "intranet", "remotecorpnetwork", "intranetremoteaccess"}
 _PROFILES = ("domain", "private", "public")
-_IPSEC = {"authenticate", "authenc", "authdynenc", "authnoencap", "authenticate-encrypt"}
 
 # Canonical field names and how each export spells them.
 _FIELDS = {
@@ -356,7 +355,8 @@ def _to_rule(raw: _Raw, path: str, notes: list[str]) -> Rule:
         action = Action.PERMIT
         if action_text in ("bypass", "allowbypass"):
             reason = "an allow-bypass rule needs IPsec, which Exchange Online does not use"
-    if raw.get("security").lower().replace(" ", "") in _IPSEC:
+    security = re.sub(r"[\s\-_]", "", raw.get("security").lower())
+    if security and security not in ("notrequired", "none", "any"):
         reason = reason or "it requires IPsec authentication, which Exchange Online does not use"
     sources, unresolved = _addresses(raw.get("remote_ip"), "RemoteIP", notes)
     destinations, more = _addresses(raw.get("local_ip"), "LocalIP", notes)
