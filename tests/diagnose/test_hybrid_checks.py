@@ -568,3 +568,12 @@ def test_sessions_not_granted_cloud_capability() -> None:
     ctx.facts["capabilities_missing_servers"] = ["EX02"]
     assert "connector.tls_domain_capabilities_missing" not in by_id(list(tls_evidence(ctx)))
     assert notes(ctx.facts, SUPPORT_KEY)
+
+
+def test_certificate_table_without_issuer_still_matches_by_subject() -> None:
+    table_cert = CertificateInfo(
+        ref=REF, thumbprint="AB" * 20, subject="CN=mail.contoso.com", services=("SMTP",)
+    )
+    assert certificate_matches_name(table_cert, GOOD_NAME)
+    ctx = Context(bundle(receive(), table_cert))
+    assert "connector.tls_certificate_name_mismatch" not in by_id(list(connector_config(ctx)))

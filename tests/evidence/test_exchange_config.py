@@ -250,3 +250,20 @@ def test_broken_json_is_reported_not_raised(tmp_path: Path) -> None:
     _, records, ctx = read(path)
     assert len(records) == 1
     assert ctx.issues.issues
+
+
+def test_default_certificate_table() -> None:
+    kind, records, ctx = read(FIXTURES / "get-exchangecertificate-table.txt")
+    assert kind == "exchange.certificate"
+    assert not ctx.issues.issues
+    current, unused, selfsigned, auth = records
+    assert isinstance(current, CertificateInfo)
+    assert current.services == ("IMAP", "POP", "IIS", "SMTP")
+    assert current.subject == "CN=mail.contoso.com"
+    assert isinstance(unused, CertificateInfo)
+    assert unused.services == ()
+    assert isinstance(selfsigned, CertificateInfo)
+    assert selfsigned.services == ("IMAP", "POP", "SMTP")
+    assert isinstance(auth, CertificateInfo)
+    assert auth.subject == "CN=Microsoft Exchange Server Auth Certificate"
+    assert current.not_after_utc is None

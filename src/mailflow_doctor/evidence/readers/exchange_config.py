@@ -197,6 +197,9 @@ def _server_name(text: str) -> str:
 
 
 def _services(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) and re.fullmatch(r"[IPUWSFC.]{4,10}", value.strip()):
+        letters = value.strip()
+        return tuple(name for letter, name in SERVICE_LETTERS.items() if letter in letters)
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         number = int(value)
         return tuple(name for bit, name in SERVICE_FLAGS if number & bit)
@@ -207,7 +210,35 @@ def _services(value: object) -> tuple[str, ...]:
     return tuple(item for item in _as_items(value) if item.lower() != "none")
 
 
+_CERT_TABLE = re.compile(r"^\s*Thumbprint\s+Services\s+Subject\s*$", re.IGNORECASE)
+_CERT_ROW = re.compile(r"^\s*(?P<t>[0-9A-Fa-f]{40})\s+(?P<s>[A-Z.]{4,10})\s+(?P<subject>\S.*?)\s*$")
+# The default Get-ExchangeCertificate table shows Services as one letter per service.
+SERVICE_LETTERS = {"I": "IMAP", "P": "POP", "U": "UM", "W": "IIS", "S": "SMTP", "F": "Federation"}
+
+
+def is_certificate_table(doc: Document) -> bool:
+    return any(_CERT_TABLE.match(line) for line in doc.head_lines(20))
+
+
+def _certificate_table(doc: Document) -> Iterator[_Object]:
+    """`Get-ExchangeCertificate` without Format-List: Thumbprint, Services, Subject."""
+    for line in doc.lines():
+        match = _CERT_ROW.match(line.text)
+        if match is None:
+            continue
+        values: dict[str, object] = {
+            "thumbprint": match["t"],
+            "services": match["s"],
+            "subject": match["subject"],
+        }
+        names = {"thumbprint": "Thumbprint", "services": "Services", "subject": "Subject"}
+        yield _Object(values, names, line.number, line.text[:300])
+
+
 def _objects(doc: Document, ctx: ReadContext) -> Iterator[_Object]:
+    if is_certificate_table(doc):
+        yield from _certificate_table(doc)
+        return
     if looks_like_json(doc):
         for line, obj in json_objects(doc, ctx):
             by_key = {normalise_name(str(k)): v for k, v in obj.items()}
@@ -422,6 +453,8 @@ def _hybrid(obj: _Object, doc: Document) -> HybridConfigInfo:
 
 def _head_kinds(doc: Document) -> list[str]:
     """The kinds of the objects in the head of the file, for sniffing."""
+    if is_certificate_table(doc):
+        return [CERTIFICATE]
     if looks_like_json(doc):
         kind = classify(json_keys(doc))
         return [kind] if kind else []
