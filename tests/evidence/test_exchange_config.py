@@ -267,3 +267,28 @@ def test_default_certificate_table() -> None:
     assert isinstance(auth, CertificateInfo)
     assert auth.subject == "CN=Microsoft Exchange Server Auth Certificate"
     assert current.not_after_utc is None
+
+
+MY_KINDS = {
+    "exo.outbound_connector",
+    "exo.inbound_connector",
+    "exchange.receive_connector",
+    "exchange.send_connector",
+    "exchange.certificate",
+    "exchange.hybrid_configuration",
+}
+
+
+def test_samples_of_other_formats_are_not_claimed(samples: Path) -> None:
+    """No public sample is a connector/certificate export; none may be read as one."""
+    checked = 0
+    for path in sorted(samples.rglob("*")):
+        if not path.is_file() or path.suffix.lower() in (".md",):
+            continue
+        doc = Document.open(path)
+        if doc.is_binary:
+            continue
+        reader, _ = best_reader(doc)
+        assert reader is None or reader.kind not in MY_KINDS, path.name
+        checked += 1
+    assert checked > 30
