@@ -321,3 +321,13 @@ def test_real_console_script(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "absent.cfg" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_many_named_hosts_are_capped_and_the_admin_is_told(tmp_path: Path) -> None:
+    acl = "".join(
+        f"access-list IN extended permit tcp 40.92.0.0 255.254.0.0 host 198.51.100.{i} eq smtp\n"
+        for i in range(1, 21)
+    )
+    doc = json.loads(invoke(str(write(tmp_path, acl)), "-f", "json").stdout)
+    assert 1 + len(doc["other_targets"]) == 8
+    assert "20 hosts are named, 8 checked" in doc["discovered_from"]

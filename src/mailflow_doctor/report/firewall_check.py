@@ -109,9 +109,12 @@ def candidate_targets(policy: Policy, port: int = 25) -> list[str]:
     return list(dict.fromkeys(valid))
 
 
+MAX_TARGETS = 8  # more named hosts than this: the admin should say which one with --to
+
+
 def choose_targets(policy: Policy, port: int = 25) -> list[str]:
     """Named mail hosts that the policy lets the port reach; all named ones if none is reached."""
-    candidates = candidate_targets(policy, port)
+    candidates = candidate_targets(policy, port)[: MAX_TARGETS * 4]
     if not candidates:
         raise NoTargetError(
             f"{policy.path}: the configuration does not say which host receives mail on TCP "
@@ -126,7 +129,7 @@ def choose_targets(policy: Policy, port: int = 25) -> list[str]:
                 reached.append(address)
         except EvaluationError:
             continue
-    return reached or candidates
+    return (reached or candidates)[:MAX_TARGETS]
 
 
 def run_check(
@@ -145,6 +148,12 @@ def run_check(
     else:
         targets = choose_targets(policy, port)
         discovered = "the configuration (named mail host, NAT or permit for the port)"
+        named = len(candidate_targets(policy, port))
+        if named > len(targets):
+            discovered += (
+                f"; {named} hosts are named, {len(targets)} checked: give the one Exchange "
+                "Online connects to with --to"
+            )
     published = endpoints.eop_smtp_cidrs()
     checks: list[TargetCheck] = []
     for target in targets:
