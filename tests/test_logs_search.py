@@ -65,14 +65,11 @@ def test_generated_logs_fast_count_matches_csv_loop(tmp_path: Path) -> None:
     assert fast.bytes_read == sum(f.stat().st_size - 3 for f in files)
 
 
-def test_small_chunks_match_whole_file_reads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tiny_chunks_match_normal_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mailflow_doctor.evidence import logsearch
 
     files = generate(tmp_path, size_mb=1, servers=1, seed=9)
     whole = count_sessions([Document.open(f) for f in files], EOP)
-    monkeypatch.setattr(logsearch, "WHOLE_FILE_BYTES", 0)
     monkeypatch.setattr(logsearch, "CHUNK_BYTES", 4096)
     chunked = count_sessions([Document.open(f) for f in files], EOP)
     assert (chunked.sessions, chunked.lines) == (whole.sessions, whole.lines)
