@@ -339,3 +339,9 @@ def test_binding_to_an_undefined_list_permits_everything() -> None:
     result = parse("cisco-ios", text)
     assert set(v[0] for v in table(result, "198.51.100.25").values()) == {"permitted"}
     assert any("MISSING, which is not defined" in note for note in result.policy.notes)
+
+
+def test_subnet_mask_written_as_wildcard_is_explained() -> None:
+    text = "access-list 110 permit tcp 40.92.0.0 255.254.0.0 host 192.0.2.25 eq smtp\n"
+    result = parse("cisco-ios", text)
+    assert "you probably meant 40.92.0.0 0.1.255.255" in result.issues[0][1]

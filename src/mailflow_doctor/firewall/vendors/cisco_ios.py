@@ -51,6 +51,7 @@ from mailflow_doctor.firewall.vendors._kit import (
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
 MAX_TOKENS = 200
+V4_ALL = 0xFFFFFFFF
 _ACE_START = re.compile(r"^(\d+\s+)?(permit|deny)\s+(ip|ipv6|tcp|udp|icmp|\d+)\s", re.I)
 _SHOW_SUFFIX = re.compile(r"\s*\((\d+ match(es)?|hitcnt=\d+)[^)]*\)\s*$", re.I)
 _OUTSIDE_NAMES = re.compile(r"outside|wan|internet|isp|dialer|untrust|external|uplink", re.I)
@@ -175,6 +176,7 @@ class _Parser:
         self.groups: dict[str, _Group] = {}
         self.interfaces: dict[str, _Interface] = {}
         self.nats: list[tuple[int, str, list[str]]] = []
+        self.current_line = 0
 
     # ---- structure ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -325,6 +327,7 @@ class _Parser:
         if len(words) > MAX_TOKENS:
             self.issues.append((number, "access-list entry with too many words skipped"))
             return
+        self.current_line = number
         seq: int | None = None
         cleaned = _SHOW_SUFFIX.sub("", stripped)
         if cleaned != stripped:
@@ -430,7 +433,23 @@ class _Parser:
             raise _LineError(f"not an address: {first!r}")
         if tokens and _is_v4(tokens[0]):
             wildcard = tokens.pop(0)
-            return _Spec((first, wildcard), literal=_wildcard(first, wildcard))
+            value = int(ipaddress.IPv4Address(wildcard))
+            inverse = value ^ V4_ALL
+            looks_like_mask = value not in (0, V4_ALL) and inverse & (inverse + 1) == 0
+            message = (
+                f"{first} {wildcard} is a subnet mask where IOS expects a wildcard: IOS reads "
+                f"it as scattered addresses (you probably meant {first} "
+                f"{ipaddress.IPv4Address(inverse)})"
+            )
+            try:
+                spec = _Spec((first, wildcard), literal=_wildcard(first, wildcard))
+            except AddressParseError:
+                if looks_like_mask:
+                    raise _LineError(message + "; entry not evaluated") from None
+                raise
+            if looks_like_mask:
+                self.issues.append((self.current_line, message + "; evaluated as IOS reads it"))
+            return spec
         if standard:
             return _Spec((first,), literal=IPSet.parse(first))
         raise _LineError(f"address {first} without a wildcard mask")
