@@ -577,3 +577,17 @@ def test_certificate_table_without_issuer_still_matches_by_subject() -> None:
     assert certificate_matches_name(table_cert, GOOD_NAME)
     ctx = Context(bundle(receive(), table_cert))
     assert "connector.tls_certificate_name_mismatch" not in by_id(list(connector_config(ctx)))
+
+
+def test_tls_domain_mismatch_ranks_under_the_evidence_it_explains() -> None:
+    text = led(
+        "SubjectMismatch Expected Subject: hybrid.contoso.com. Presented Subject: "
+        "CN=mail.contoso.com. Thumbprint: 9F3A6C1D2B4E5F60718293A4B5C6D7E8."
+    )
+    diagnosis = diagnose(
+        bundle(defer(text), receive(), cert(), outbound(tls_domain="hybrid.contoso.com"))
+    )
+    assert diagnosis.root_cause == "tls.certificate_name_mismatch"
+    config = diagnosis.finding("connector.tls_domain_mismatch")
+    assert config is not None
+    assert config.ruled_out.startswith("Not a separate cause")

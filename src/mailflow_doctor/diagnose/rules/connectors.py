@@ -150,7 +150,18 @@ def connector_config(ctx: Context) -> Iterator[Finding]:
             source_id="connector.tls_certificate_name_mismatch",
         )
     if outbound is not None:
-        yield from _tls_domain(outbound, configured_certs, certs, when)
+        for finding in _tls_domain(outbound, configured_certs, certs, when):
+            ctx.facts["tls_domain_not_on_certificate"] = outbound.tls_domain
+            support(
+                ctx.facts,
+                "tls.certificate_name_mismatch",
+                f"The outbound connector expects {outbound.tls_domain}, which is on none of "
+                "the certificates the receive connectors use.",
+                (outbound.ref,),
+                0.02,
+                source_id=finding.id,
+            )
+            yield finding
         yield from _smart_hosts(ctx, outbound)
     for send in (c for c in connectors if c.kind == "send" and c.enabled is not False):
         finding = _send_connector(send, certs, when)

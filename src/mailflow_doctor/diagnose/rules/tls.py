@@ -246,6 +246,8 @@ def _name_mismatch(
         thumbprint = shown.thumbprint
     intermittent = bool(good_servers) or _some_delivered(ctx, hits)
     confidence = 0.95 if hits and bad_servers else (0.75 if hits else 0.7)
+    if hits and ctx.facts.get("tls_domain_not_on_certificate"):
+        confidence = max(confidence, 0.9)  # the configuration says why the names differ
     config_servers: list[str] = ctx.facts.get("tls_certificate_name_unset", [])
     if config_servers and set(s.upper() for s in config_servers) & {s.upper() for s in bad_servers}:
         confidence = min(0.97, confidence + 0.03)
