@@ -139,10 +139,25 @@ def test_add_rule_commands_are_a_ruleset_too() -> None:
     assert verdicts["40.107.0.0/16"] == ("blocked", ("40.107.0.0/16",))
 
 
+COMMANDS = (
+    "add table inet fw\n"
+    "add chain inet fw input { type filter hook input priority 0 ; policy drop ; }\n"
+    "add chain inet fw smtp\n"
+    "add rule inet fw input tcp dport 25 goto smtp\n"
+    "add rule inet fw smtp ip saddr { 40.92.0.0/15, 52.100.0.0/14 } accept\n"
+    "insert rule inet fw smtp ip saddr 52.102.0.0/16 drop\n"
+)
+
+
 @pytest.mark.parametrize(
     ("text", "destination"),
-    [(GATEWAY_TEXT, "203.0.113.25"), (GATEWAY_JSON, "203.0.113.25"), (HOST, "192.0.2.25")],
-    ids=["gateway-text", "gateway-json", "host"],
+    [
+        (GATEWAY_TEXT, "203.0.113.25"),
+        (GATEWAY_JSON, "203.0.113.25"),
+        (HOST, "192.0.2.25"),
+        (COMMANDS, "192.0.2.25"),
+    ],
+    ids=["gateway-text", "gateway-json", "host", "add-rule-commands"],
 )
 def test_remediation_closes_the_gap(text: str, destination: str) -> None:
     result = parse_nftables(text, "nftables.conf", ParseOptions())

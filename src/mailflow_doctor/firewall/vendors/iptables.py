@@ -1023,7 +1023,7 @@ def remediate_iptables(text: str, result: ParseResult, check: RangeCheck) -> Rem
             return remediation
     patched = text
     commands: list[str] = []
-    previous: IPSet | None = None
+    previous: tuple[object, ...] | None = None
     before = (text, 0)
     for _ in range(6):
         parsed = parse_iptables(patched, result.policy.path, _options_of(result))
@@ -1031,11 +1031,18 @@ def remediate_iptables(text: str, result: ParseResult, check: RangeCheck) -> Rem
         missing = check.missing - current.permitted()
         if not missing:
             break
-        if previous is not None and missing == previous:
+        # Progress is a different set of blocking rules, not only a smaller gap: an accept
+        # added to one chain can move the block to the next base chain.
+        blockers = tuple(
+            (d.chain, d.origin, d.sources & missing)
+            for d in current.decisions
+            if d.action != Action.PERMIT and d.sources.overlaps(missing)
+        )
+        if previous is not None and blockers == previous:
             patched, kept = before  # that round did not help: undo it
             del commands[kept:]
             break
-        previous = missing
+        previous = blockers
         before = (patched, len(commands))
         patched, added = _insert_accepts(patched, parsed.policy, current, missing)
         if not added:

@@ -1740,12 +1740,27 @@ def remediate_nftables(text: str, result: ParseResult, check: RangeCheck) -> Rem
                 )
     patched = text
     commands: list[str] = []
+    previous: tuple[object, ...] | None = None
+    before = (text, 0)
     for _ in range(6):
         parsed = parse_nftables(patched, result.policy.path, _options_of(result))
         current = evaluate(parsed.policy, evaluation.destination, evaluation.port)
         missing = check.missing - current.permitted()
         if not missing:
             break
+        # Progress is a different set of blocking rules, not only a smaller gap: an accept
+        # added to one chain can move the block to the next base chain.
+        blockers = tuple(
+            (d.chain, d.origin, d.sources & missing)
+            for d in current.decisions
+            if d.action != Action.PERMIT and d.sources.overlaps(missing)
+        )
+        if previous is not None and blockers == previous:
+            patched, kept = before  # that round did not help: undo it
+            del commands[kept:]
+            break
+        previous = blockers
+        before = (patched, len(commands))
         patched, added = _insert_rules(patched, parsed.policy, current, missing)
         if not added:
             break
@@ -1842,7 +1857,18 @@ def _insert_rules(
         rule_text = _accept_text(
             part, destination, evaluation.port if chain.pre_nat else _post_port(policy, evaluation)
         )
-        if decision.implicit or decision.origin is None or decision.origin.line is None:
+        first_line = chain.rules[0].origin.line if chain.rules else None
+        if _command_style(lines, chain):
+            # `add rule` scripts: an `insert rule` (top of the chain) at the end of the script.
+            lines.append(f"insert rule {family} {table} {name} {rule_text}")
+            commands.append(f"nft insert rule {family} {table} {name} {rule_text}")
+            continue
+        if decision.implicit and _leaves(chain, part) and first_line is not None:
+            # The traffic left the chain by a jump, goto or return before it came back to the
+            # policy: only a rule at the top catches it.
+            at: int | None = first_line - 1
+            commands.append(f"nft insert rule {family} {table} {name} {rule_text}")
+        elif decision.implicit or decision.origin is None or decision.origin.line is None:
             at = _chain_end(lines, chain)
             commands.append(f"nft add rule {family} {table} {name} {rule_text}")
         else:
@@ -1856,9 +1882,32 @@ def _insert_rules(
         if decision.implicit:
             pad = _rule_indent(lines, chain) or pad
         insertions.setdefault(at, []).append(pad + rule_text)
+    appended = [line for line in lines[len(text.splitlines()) :]]
+    lines = lines[: len(text.splitlines())]
     for at in sorted(insertions, reverse=True):
         lines[at:at] = insertions[at]
+    lines.extend(appended)
     return "\n".join(lines) + "\n", commands
+
+
+def _leaves(chain: Chain, part: IPSet) -> bool:
+    return any(
+        r.action in (Action.JUMP, Action.GOTO, Action.RETURN) and r.sources.overlaps(part)
+        for r in chain.rules
+    )
+
+
+def _command_style(lines: list[str], chain: Chain) -> bool:
+    """Is the chain written as `add rule ...` commands rather than inside a `chain {}` block?"""
+    numbers = [r.origin.line for r in chain.rules if r.origin.line is not None]
+    if chain.default_origin is not None and chain.default_origin.line is not None:
+        numbers.append(chain.default_origin.line)
+    for number in numbers:
+        if 0 < number <= len(lines):
+            words = lines[number - 1].split()
+            if words[:1] in (["add"], ["insert"], ["create"], ["rule"]):
+                return True
+    return False
 
 
 def _nft_index(chain: Chain, origin: Origin) -> int:
@@ -1975,7 +2024,10 @@ def _insert_rules_json(
             and (o["rule"].get("family"), o["rule"].get("table"), o["rule"].get("chain"))
             == (family, table, name)
         ]
-        if not decision.implicit and decision.origin is not None:
+        if decision.implicit and _leaves(chain, part) and rule_positions:
+            position = rule_positions[0]
+            commands.append(f"nft insert rule {family} {table} {name} {rule_text}")
+        elif not decision.implicit and decision.origin is not None:
             index = _nft_index(chain, decision.origin)
             if index is not None and index < len(rule_positions):
                 position = rule_positions[index]
