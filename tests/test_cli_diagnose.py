@@ -386,3 +386,18 @@ def test_json_warnings_go_to_stderr_naming_file_and_line(tmp_path: Path) -> None
     assert f"warning: {trace}: line 56" in result.stderr
     quiet = run("diagnose", str(trace), "--format", "json", "--quiet")
     assert quiet.stderr == ""
+
+
+def test_a_zip_whose_only_member_is_damaged_exits_2(tmp_path: Path) -> None:
+    broken = tmp_path / "evidence.zip"
+    with zipfile.ZipFile(broken, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("trace.csv", "x" * 5000)
+    data = bytearray(broken.read_bytes())
+    start = data.index(b"trace.csv") + len("trace.csv")
+    data[start + 2 : start + 12] = b"\xff" * 10  # corrupt the compressed stream
+    broken.write_bytes(bytes(data))
+    result = run("diagnose", str(broken), "--format", "json")
+    assert result.returncode == 2, result.stdout
+    assert str(broken) in result.stderr
+    assert "nothing could be read" in result.stderr
+    assert "Traceback" not in result.stderr

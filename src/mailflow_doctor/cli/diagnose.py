@@ -220,6 +220,11 @@ def _read(
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or 'input'}: cannot be read: {exc.strerror or exc}")
+    unreadable = [f for f in bundle.files if f.kind in ("container", "binary") and f.warnings]
+    if unreadable and len(unreadable) == len(bundle.files):
+        first = unreadable[0]
+        more = f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""
+        fail(f"{first.path}: {first.warnings[0]}{more}; nothing could be read")
     return bundle
 
 

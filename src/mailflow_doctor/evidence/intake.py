@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -127,7 +128,13 @@ class Intake:
                 remaining = self.max_zip_bytes - total
                 try:
                     written = _extract_capped(archive, info, dest, remaining)
-                except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+                except (
+                    zipfile.BadZipFile,
+                    OSError,
+                    EOFError,
+                    NotImplementedError,
+                    zlib.error,
+                ) as exc:
                     self.issues.add(display, None, f"zip member {safe} is damaged: {exc}")
                     continue
                 if written is None:
