@@ -1714,7 +1714,13 @@ def plan_patches(config: AsaConfig, selection: Selection, check: RangeCheck) -> 
         position = _acl_position(config, acl, before_line)
         shown = _ace_command(config, acl, position, body)
         inserts.append((before_line - 1, (new_ace,)))
-        where = f"at line {position} of access-list {acl}, before the entry that would deny it"
+        where = f"at line {position} of access-list {acl}, above the entry that would deny it"
+        if denies:
+            shadow = config.lines[before_line - 1].strip()
+            where += (
+                f" (config line {before_line}: `{shadow}`; it denies published Exchange "
+                "Online addresses, so check why it is there)"
+            )
     else:
         shown = new_ace
         end = entries[-1].line if entries else len(config.lines)
