@@ -400,3 +400,20 @@ def test_sample_send_connection_refused(samples: Path) -> None:
         samples / "exchange/smtpsend_2016_frontend_inboundproxy_connrefused_10061_elastic.log"
     )
     assert any(s.outcome == "connect_failed" and "10061" in s.last_response for s in sessions)
+
+
+def test_keep_remote_skips_sessions_but_not_coverage() -> None:
+    doc = Document.open(FIXTURES / "RECV2026112814-1.LOG")
+    all_records = list(read_sessions(doc, ReadContext(), "receive", "exchange.smtp_receive"))
+    only = list(
+        read_sessions(
+            doc,
+            ReadContext(),
+            "receive",
+            "exchange.smtp_receive",
+            keep_remote=lambda endpoint: endpoint.startswith("52.100."),
+        )
+    )
+    assert [r.remote_ip for r in only if isinstance(r, SmtpSession)] == ["52.100.165.12"]
+    spans = [r for r in only if isinstance(r, LogSpan)]
+    assert spans == [r for r in all_records if isinstance(r, LogSpan)]

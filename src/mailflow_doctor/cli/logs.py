@@ -202,8 +202,12 @@ def _find_sessions(
     ctx = ReadContext(issues=issues)
     hits: list[SmtpSession] = []
     seen = 0
+
+    def wanted(endpoint: str) -> bool:
+        return matcher.contains_endpoint(endpoint.encode("utf-8", "replace"))
+
     for doc, kind in docs:
-        for record in read_sessions(doc, ctx, PROTOCOL_KINDS[kind], kind):
+        for record in read_sessions(doc, ctx, PROTOCOL_KINDS[kind], kind, keep_remote=wanted):
             if isinstance(record, SmtpSession) and matcher.contains_text(record.remote_ip):
                 seen += 1
                 if limit <= 0 or len(hits) < limit:

@@ -12,7 +12,7 @@ each file, the time the file covers, which is what tells log silence from a logg
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -458,9 +458,17 @@ def guess_direction(rows: list[str]) -> str:
 
 
 def read_sessions(
-    doc: Document, ctx: ReadContext, direction: str, kind: str
+    doc: Document,
+    ctx: ReadContext,
+    direction: str,
+    kind: str,
+    keep_remote: Callable[[str], bool] | None = None,
 ) -> Iterator[SmtpSession | LogSpan]:
-    """Stream the sessions of one protocol log, bounded in memory; then the file's spans."""
+    """Stream the sessions of one protocol log, bounded in memory; then the file's spans.
+
+    `keep_remote` (given the remote-endpoint text) lets a caller that wants only some
+    sessions skip the others' rows early; spans still cover every row.
+    """
     state = _FileState(doc, direction, server_from_path(doc.display))
     builder = _SessionBuilder(direction)
     index_cache: dict[LogHeader, tuple[int, ...] | None] = {}
@@ -498,10 +506,21 @@ def read_sessions(
                 ctx.warn(doc, row.line, f"unreadable time {fields[i_time][:40]!r}; row skipped")
             continue
         connector = fields[i_conn]
+        server = _server_of(connector, state)
+        span = state.spans.get(server)
+        if span is None:
+            state.spans[server] = _Span(when, when, row.line, 1)
+        else:
+            span.rows += 1
+            if when < span.first:
+                span.first = when
+            if when > span.last:
+                span.last = when
+        if keep_remote is not None and not keep_remote(fields[i_remote]):
+            continue
         session_id = fields[i_sid]
         key = (connector, session_id)
         session = state.open.get(key)
-        server = _server_of(connector, state)
         if session is None:
             session = _Session(
                 direction=direction,
@@ -533,15 +552,6 @@ def read_sessions(
         context = fields[i_ctx] if i_ctx < len(fields) else ""
         event = fields[i_event]
         builder.apply(session, event, data, context)
-        span = state.spans.get(server)
-        if span is None:
-            state.spans[server] = _Span(when, when, row.line, 1)
-        else:
-            span.rows += 1
-            if when < span.first:
-                span.first = when
-            if when > span.last:
-                span.last = when
         if event == "-":
             session.end = when
             del state.open[key]
