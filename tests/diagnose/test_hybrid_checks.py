@@ -591,3 +591,26 @@ def test_tls_domain_mismatch_ranks_under_the_evidence_it_explains() -> None:
     config = diagnosis.finding("connector.tls_domain_mismatch")
     assert config is not None
     assert config.ruled_out.startswith("Not a separate cause")
+
+
+def test_onprem_queue_alone_is_the_root_cause() -> None:
+    error = (
+        "454 4.7.5 The certificate specified in TlsCertificateName of the SendConnector could "
+        "not be found."
+    )
+    queue = QueueEntry(
+        ref=REF,
+        identity="EX01\\21",
+        server="EX01",
+        status="Retry",
+        message_count=14,
+        next_hop_domain="contoso.mail.onmicrosoft.com",
+        last_error=error,
+        reason=parse_reason(error),
+    )
+    diagnosis = diagnose(bundle(queue))
+    assert diagnosis.root_cause == "queue.onprem_delivery_errors"
+    root = diagnosis.finding("queue.onprem_delivery_errors")
+    assert root is not None
+    assert root.data["queues"][0]["explained_as"] == "Send connector certificate not found"
+    assert any("Set-SendConnector" in step for step in root.remediation)

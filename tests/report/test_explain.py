@@ -669,3 +669,14 @@ def test_many_defer_rows_are_grouped() -> None:
     assert [e.occurrences for e in explanations] == [4, 1]
     assert explanations[1].primary is not None
     assert explanations[1].primary.label == "450 4.4.315"
+
+
+def test_whole_get_queue_paste_with_wrapped_lines(samples: Path) -> None:
+    """A whole `Get-Queue | fl` paste whose LastError the page wrapped mid-phrase."""
+    text = (samples / "exchange" / "getqueue_fl_2013_dag_retry_qa234456.txt").read_text()
+    explanation = explain_all(text)[0]
+    assert explanation.primary is not None
+    assert explanation.primary.label == "450 4.7.0"
+    found = {f.entry.id for f in explanation.found if f.entry is not None}
+    assert "exchange-auth-failure" in found
+    assert "tls-negotiation-failed" not in found

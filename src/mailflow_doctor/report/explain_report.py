@@ -168,7 +168,7 @@ def _collect(text: str, reason: ParsedReason, kb: KnowledgeBase) -> list[Found]:
             if entry is not None:
                 seen.add(bare.group(1))
                 found.append(Found(bare.group(1), "smtp", entry))
-    for entry in kb.by_message(text):
+    for entry in kb.by_message(" ".join(text.split())):  # wrapped pastes
         if entry.kind == "socket" and entry.socket_codes:
             add_socket(entry.socket_codes[0])
         elif entry.kind == "enhanced" and entry.codes:

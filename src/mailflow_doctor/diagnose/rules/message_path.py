@@ -154,7 +154,7 @@ def _queues(ctx: Context) -> Iterator[Finding]:
                 entry = kb.by_enhanced(code) or entry
                 if entry is not None:
                     break
-            messages = kb.by_message(reason.raw)
+            messages = kb.by_message(" ".join(reason.raw.split()))
             if messages:
                 entry = messages[0]
             socket = next((h.socket_error for h in walk(reason) if h.socket_error), None)
