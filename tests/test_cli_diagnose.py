@@ -401,3 +401,27 @@ def test_a_zip_whose_only_member_is_damaged_exits_2(tmp_path: Path) -> None:
     assert str(broken) in result.stderr
     assert "nothing could be read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_mutated_zips_never_crash_the_intake(tmp_path: Path) -> None:
+    """Random byte flips in a real zip: each ends as a warning, never an exception."""
+    import io
+    import random
+
+    from mailflow_doctor.diagnose.bundle import collect
+    from mailflow_doctor.knowledge.endpoints import load_bundled
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("trace/MessageTrace.csv", (EXAMPLE / "trace" / "MessageTrace.csv").read_text())
+        zf.writestr("notes.log", "x" * 3000)
+    raw = buffer.getvalue()
+    rng = random.Random(7)
+    endpoints = load_bundled()
+    for number in range(300):
+        data = bytearray(raw)
+        for _ in range(rng.randint(1, 8)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / f"mutant{number}.zip"
+        path.write_bytes(bytes(data))
+        collect([path], endpoints)  # must not raise

@@ -97,7 +97,7 @@ class Intake:
         total = 0
         try:
             archive = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError) as exc:
             self.issues.add(display, None, f"not a readable zip file: {exc}")
             return
         with archive:
