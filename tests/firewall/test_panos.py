@@ -429,3 +429,9 @@ def test_overridden_default_rules() -> None:
     )
     verdicts = table(parse("panos", allowing), "198.51.100.25")
     assert set(v[0] for v in verdicts.values()) == {"permitted"}
+
+
+def test_remediation_xml_for_a_host_no_rule_names_yet() -> None:
+    remedy, _ = prove_remediation("panos", XML, "192.0.2.25")
+    assert "set service service-smtp-mfd protocol tcp port 25" in remedy.lines
+    assert remedy.lines[-1] == "move rulebase security rules EXO-SMTP-in before deny-all"

@@ -1034,8 +1034,10 @@ def _xml_patch(
                 "</tcp></protocol></entry>"
             )
             if services is None:
-                return None
-            inserts.append((xml_line(services) or 0, "<service>", svc_xml))
+                block = f"<service>{svc_xml}</service>\n"
+                inserts.append((xml_line(address) or 0, "\x00before", block))
+            else:
+                inserts.append((xml_line(services) or 0, "<service>", svc_xml))
         rule_xml = (
             f'<entry name="{name}"><from>{_members(src_z)}</from><to>{_members(dst_z)}</to>'
             f"<source><member>{grp}</member></source><destination>{_members(dst)}</destination>"
