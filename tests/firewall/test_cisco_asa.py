@@ -792,3 +792,14 @@ access-list IN extended deny ip any any
     remedy, _ = prove_remediation(VENDOR, text, "10.0.0.25")
     assert "object-group network PARTNERS" not in remedy.lines
     assert remedy.lines[0] == "object-group network EOP_SMTP_SOURCES"
+
+
+def test_small_server_group_names_each_mail_server() -> None:
+    text = """\
+object-group network EXCH_SERVERS
+ network-object host 10.0.0.25
+ network-object host 10.0.0.26
+access-list IN extended permit tcp 40.92.0.0 255.254.0.0 object-group EXCH_SERVERS eq smtp
+access-list IN extended permit tcp any 10.9.0.0 255.255.0.0 eq smtp
+"""
+    assert parse(VENDOR, text).policy.smtp_hosts == ("10.0.0.25", "10.0.0.26")

@@ -48,6 +48,7 @@ from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 VENDOR = "cisco-asa"
 MAX_LINE = 4096  # longer lines are not ASA commands; they are cut and reported
 MAX_NESTING = 32
+SMALL_GROUP = 8  # a permit to at most this many addresses names them as mail servers
 
 # ASA port keywords (Cisco ASA command reference, "TCP and UDP ports").
 PORT_NAMES: dict[str, int] = {
@@ -1441,9 +1442,14 @@ def smtp_hosts(config: AsaConfig, nat: list[NatSpec], aces: list[Ace], port: int
         if any(s.protocol in ("tcp", "tcp-udp", ANY_PROTOCOL) for s in ace.services) and any(
             s.dst_ports is not None and port in s.dst_ports for s in ace.services
         ):
-            host = single(ace.destination.addresses)
-            if host:
-                found.append(public_of(host))
+            # A host, or a small group of servers (an object-group of Exchange servers).
+            destinations = ace.destination.addresses
+            if 1 <= destinations.size() <= SMALL_GROUP:
+                found.extend(
+                    public_of(str(address))
+                    for net in destinations.networks()
+                    for address in (net if net.num_addresses > 1 else [net.network_address])
+                )
     return list(dict.fromkeys(found))
 
 
