@@ -342,3 +342,11 @@ def test_port_forward_set_to_pass_needs_no_filter_rule() -> None:
     # rdr pass: every source not blocked by blockpriv reaches 10.0.0.25:25
     assert verdicts["104.47.0.0/17"] == ("permitted",)
     assert verdicts["52.100.0.0/14"] == ("permitted",)
+
+
+def test_remediation_when_config_xml_has_no_filter_rules_yet() -> None:
+    text = SIMPLE.split("  <filter>")[0] + "</opnsense>\n"
+    assert set(v[0] for v in table(parse("pfsense", text), "192.168.50.25").values()) == {"blocked"}
+    remedy, _ = prove_remediation("pfsense", text, "192.168.50.25")
+    assert remedy.patched_text is not None
+    assert "<filter>" in remedy.patched_text

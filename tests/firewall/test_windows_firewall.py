@@ -314,3 +314,11 @@ def test_rules_that_require_ipsec_never_match_exchange_online() -> None:
     verdicts = table(parse("windows-firewall", text), "192.0.2.25")
     assert verdicts["40.92.0.0/15"] == ("permitted",)
     assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
+
+
+def test_remediation_when_the_block_rule_shows_no_remote_ip_line() -> None:
+    text = _block("Allow SMTP", RemoteIP="40.92.0.0/15") + _block(
+        "Block SMTP", Action="Block"
+    ).replace(f"{'RemoteIP:':<38}Any\n", "")
+    remedy, _ = prove_remediation("windows-firewall", text, "192.0.2.25")
+    assert remedy.lines[0].startswith('netsh advfirewall firewall set rule name="Block SMTP"')

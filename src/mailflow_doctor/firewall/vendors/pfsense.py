@@ -620,10 +620,20 @@ def _new_rule(model: _Model, gap: GapContext, text: str) -> tuple[tuple[str, ...
         edits.append((offsets[anchor_line - 1], offsets[anchor_line - 1], rule_xml))
     else:
         end = text.find("</filter>")
-        if end < 0:
-            return None
-        line_start = text.rfind("\n", 0, end) + 1
-        edits.append((line_start, line_start, rule_xml))
+        empty_filter = re.search(r"<filter\s*/>", text)
+        if end >= 0:
+            line_start = text.rfind("\n", 0, end) + 1
+            edits.append((line_start, line_start, rule_xml))
+        elif empty_filter is not None:
+            edits.append(
+                (empty_filter.start(), empty_filter.end(), f"<filter>\n{rule_xml}\t</filter>")
+            )
+        else:
+            root_end = text.rfind("</")
+            if root_end < 0:
+                return None
+            at = text.rfind("\n", 0, root_end) + 1
+            edits.append((at, at, f"\t<filter>\n{rule_xml}\t</filter>\n"))
     aliases_open = re.search(r"<aliases>[ \t]*\n?", text)
     empty = re.search(r"<aliases\s*/>", text)
     if aliases_open is not None:

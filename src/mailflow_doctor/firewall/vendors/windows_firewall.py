@@ -757,7 +757,13 @@ def _patch(
             None,
         )
         if target is None:
-            return None
+            # The export left the field out (an empty value): add it to the block.
+            netsh = raw.raw_keys.get("name") == "Rule Name"
+            names = {"enabled": "Enabled", "remote_ip": "RemoteIP" if netsh else "RemoteAddress"}
+            label = names[key]
+            lines_out.insert(end, f"{label}: ")
+            target = end
+            end += 1
         head = re.match(rf"^({re.escape(label or '')}\s*:\s*)", lines_out[target])
         assert head is not None
         new_value = (
