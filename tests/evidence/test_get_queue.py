@@ -98,7 +98,12 @@ def test_pasted_last_error_line() -> None:
                     "Junk",
                 ]
             ),
-            st.text(alphabet=st.characters(blacklist_characters="\r\n\x00"), max_size=60),
+            st.text(
+                alphabet=st.characters(
+                    blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"
+                ),
+                max_size=60,
+            ),
         ),
         min_size=1,
         max_size=20,
