@@ -38,6 +38,12 @@ PUBLIC_ADDRESS = "192.0.2.25"  # the published address, DNATed to the server: FO
 INSIDE_GATEWAY = "192.0.2.129"
 INSIDE_SERVER = "192.0.2.200"
 CLIENT_RANGES = ("198.51.100.0/24", "203.0.113.0/24", "192.0.2.64/27")
+# IPv6: the same roles inside 2001:db8::/32.
+FIREWALL6 = "2001:db8::1"
+LOCAL6 = "2001:db8::10"
+INSIDE_GATEWAY6 = "2001:db8:1::1"
+INSIDE6 = "2001:db8:1::200"
+CLIENT_RANGE6 = "2001:db8:100::/120"
 
 _counter = itertools.count()
 
@@ -56,7 +62,9 @@ GREETER = textwrap.dedent(
             writer.close()
 
     async def main():
-        server = await asyncio.start_server(greet, "0.0.0.0", 25, backlog=4096, reuse_address=True)
+        server = await asyncio.start_server(
+            greet, ["0.0.0.0", "::"], 25, backlog=4096, reuse_address=True
+        )
         print("ready", flush=True)
         async with server:
             await server.serve_forever()
@@ -150,6 +158,7 @@ def client_sources() -> list[str]:
     for base, count in (("198.51.100", 256), ("203.0.113", 256)):
         sources.extend(f"{base}.{i}" for i in range(count) if i % 4 in (0, 3))
     sources.extend(f"192.0.2.{i}" for i in range(64, 96) if i % 4 in (0, 3))
+    sources.extend(f"2001:db8:100::{i:x}" for i in range(256) if i % 4 in (0, 3))
     return sources
 
 
@@ -209,8 +218,22 @@ class FirewallLab:
             f"route add {INSIDE_SERVER}/32 dev {fs}",
         ]
         batch += [f"route add {net} dev {fc}" for net in CLIENT_RANGES]
+        batch += [
+            f"address add {FIREWALL6}/128 dev {fc} nodad",
+            f"address add {LOCAL6}/128 dev {fc} nodad",
+            f"address add {INSIDE_GATEWAY6}/128 dev {fs} nodad",
+            f"route add {INSIDE6}/128 dev {fs}",
+            f"route add {CLIENT_RANGE6} dev {fc}",
+        ]
         run("ip", "-n", f, "-batch", "-", stdin="\n".join(batch) + "\n")
-        client = [f"address add {src}/32 dev {cf}" for src in self.sources]
+        client = [
+            f"address add {src}/128 dev {cf} nodad"
+            if ":" in src
+            else f"address add {src}/32 dev {cf}"
+            for src in self.sources
+        ]
+        client += [f"route add {FIREWALL6}/128 dev {cf}"]
+        client += [f"route add 2001:db8::/48 via {FIREWALL6} dev {cf} onlink"]
         client += [f"route add {FIREWALL_ADDRESS}/32 dev {cf}"]
         client += [f"route add 192.0.2.0/26 via {FIREWALL_ADDRESS} dev {cf} onlink"]
         client += [f"route add 192.0.2.128/25 via {FIREWALL_ADDRESS} dev {cf} onlink"]
@@ -220,6 +243,11 @@ class FirewallLab:
             f"route add {INSIDE_GATEWAY}/32 dev {sf}",
         ]
         server += [f"route add default via {INSIDE_GATEWAY} dev {sf} onlink"]
+        server += [
+            f"address add {INSIDE6}/128 dev {sf} nodad",
+            f"route add {INSIDE_GATEWAY6}/128 dev {sf}",
+        ]
+        server += [f"route add default via {INSIDE_GATEWAY6} dev {sf} onlink"]
         run("ip", "-n", s, "-batch", "-", stdin="\n".join(server) + "\n")
         for key, value in (
             ("net.ipv4.ip_forward", "1"),
@@ -230,6 +258,8 @@ class FirewallLab:
             ("net.ipv4.icmp_ratemask", "0"),
             ("net.ipv4.icmp_ratelimit", "0"),
             ("net.ipv4.icmp_msgs_burst", "10000"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+            ("net.ipv6.icmp.ratelimit", "0"),
         ):
             run("ip", "netns", "exec", f, "sysctl", "-qw", f"{key}={value}")
         for ns in (c, s):
@@ -242,21 +272,25 @@ class FirewallLab:
             for src in self.sources
         ]
         run("ip", "-n", f, "-batch", "-", stdin="\n".join(neighbours) + "\n")
-        firewall_mac = self._mac(f, fc)
-        run(
-            "ip",
-            "-n",
-            c,
-            "neigh",
-            "replace",
-            FIREWALL_ADDRESS,
-            "lladdr",
-            firewall_mac,
-            "dev",
-            cf,
-            "nud",
-            "permanent",
-        )
+        firewall_mac, server_mac, inside_mac = self._mac(f, fc), self._mac(s, sf), self._mac(f, fs)
+        pinned = [(c, cf, address, firewall_mac) for address in (FIREWALL_ADDRESS, FIREWALL6)]
+        pinned += [(f, fs, address, server_mac) for address in (INSIDE_SERVER, INSIDE6)]
+        pinned += [(s, sf, address, inside_mac) for address in (INSIDE_GATEWAY, INSIDE_GATEWAY6)]
+        for ns, dev, address, mac in pinned:
+            run(
+                "ip",
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                address,
+                "lladdr",
+                mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            )
         for ns in (f, s):
             self._processes.append(self._spawn(ns, GREETER))
         self._client = self._spawn(c, CLIENT)
@@ -301,7 +335,7 @@ class FirewallLab:
         sources: list[str] | None = None,
     ) -> dict[str, str]:
         """Connect from every source at once: 'connected', 'refused' or 'timeout' per source."""
-        chosen = self.sources if sources is None else sources
+        chosen = self.sources_for(destination) if sources is None else sources
         assert self._client is not None
         assert self._client.stdin
         assert self._client.stdout
@@ -312,6 +346,15 @@ class FirewallLab:
         if not line:
             raise RuntimeError("the client worker stopped")
         return dict(zip(chosen, json.loads(line), strict=True))
+
+    def sources_for(self, destination: str) -> list[str]:
+        """The client addresses of the destination's family."""
+        v6 = ":" in destination
+        return [src for src in self.sources if (":" in src) == v6]
+
+    def load_ip6tables(self, text: str) -> None:
+        self.firewall("nft", "flush", "ruleset")
+        self.firewall("ip6tables-restore", stdin=text)
 
     def close(self) -> None:
         for process in self._processes:

@@ -25,6 +25,41 @@ BASES = (("198.51.100.0", 24), ("203.0.113.0", 24), ("192.0.2.64", 27))
 
 
 @dataclass(frozen=True)
+class Family:
+    version: int
+    local: str
+    public: str
+    inside: str
+    other: str
+    bases: tuple[tuple[str, int], ...]
+
+    @property
+    def bits(self) -> int:
+        return 32 if self.version == 4 else 128
+
+    @property
+    def ip(self) -> str:
+        """The nft payload protocol: `ip` or `ip6`."""
+        return "ip" if self.version == 4 else "ip6"
+
+    def host(self, address: str) -> str:
+        return f"[{address}]" if self.version == 6 else address
+
+
+FAMILIES = {
+    4: Family(4, LOCAL_SERVER, PUBLIC_ADDRESS, INSIDE_SERVER, OTHER_ADDRESS, BASES),
+    6: Family(
+        6,
+        "2001:db8::10",
+        "2001:db8::25",
+        "2001:db8:1::200",
+        "2001:db8::99",
+        (("2001:db8:100::", 120),),
+    ),
+}
+
+
+@dataclass(frozen=True)
 class Match:
     sources: tuple[str, ...] = ()  # CIDRs or "a-b" ranges; empty: any source
     negate: bool = False
@@ -55,52 +90,60 @@ class Spec:
     vmap: tuple[tuple[str, str], ...] = ()  # (cidr, verdict) pairs, disjoint
     second_priority: int = 10  # nftables: before (-10) or after (10) the main chain
     prenat_table: str = "raw"  # iptables: raw or mangle PREROUTING
+    version: int = 4
+
+    @property
+    def family(self) -> Family:
+        return FAMILIES[self.version]
 
     @property
     def destination(self) -> str:
-        return PUBLIC_ADDRESS if self.mode == "dnat" else LOCAL_SERVER
+        return self.family.public if self.mode == "dnat" else self.family.local
 
 
-def _block(draw: st.DrawFn) -> str:
-    base, length = draw(st.sampled_from(BASES))
-    prefix = draw(st.integers(min_value=length, max_value=32))
+def _block(draw: st.DrawFn, version: int = 4) -> str:
+    family = FAMILIES[version]
+    bits = family.bits
+    base, length = draw(st.sampled_from(family.bases))
+    prefix = draw(st.integers(min_value=length, max_value=bits))
     network = IPSet.parse(f"{base}/{length}").networks()[0]
-    size = 1 << (32 - prefix)
-    count = (1 << (32 - length)) // size
+    size = 1 << (bits - prefix)
+    count = (1 << (bits - length)) // size
     index = draw(st.integers(min_value=0, max_value=count - 1))
     first = network.network_address + index * size
-    if prefix == 32:
+    if prefix == bits:
         # single hosts: one of the client's addresses (offsets 0 or 3 mod 4)
         first = network.network_address + (index // 4) * 4 + draw(st.sampled_from((0, 3)))
     return f"{first}/{prefix}"
 
 
 @st.composite
-def _sources(draw: st.DrawFn) -> tuple[str, ...]:
+def _sources(draw: st.DrawFn, version: int) -> tuple[str, ...]:
     kind = draw(st.sampled_from(("any", "one", "one", "many", "range")))
     if kind == "any":
         return ()
     if kind == "range":
-        base, length = draw(st.sampled_from(BASES))
+        family = FAMILIES[version]
+        base, length = draw(st.sampled_from(family.bases))
         network = IPSet.parse(f"{base}/{length}").networks()[0]
-        a = draw(st.integers(0, (1 << (32 - length)) - 1))
-        b = draw(st.integers(0, (1 << (32 - length)) - 1))
+        a = draw(st.integers(0, (1 << (family.bits - length)) - 1))
+        b = draw(st.integers(0, (1 << (family.bits - length)) - 1))
         lo, hi = sorted((a, b))
         return (f"{network.network_address + lo}-{network.network_address + hi}",)
     count = 1 if kind == "one" else draw(st.integers(2, 4))
-    return tuple(draw(_block_st()) for _ in range(count))
+    return tuple(draw(_block_st(version)) for _ in range(count))
 
 
 @st.composite
-def _block_st(draw: st.DrawFn) -> str:
-    return _block(draw)
+def _block_st(draw: st.DrawFn, version: int = 4) -> str:
+    return _block(draw, version)
 
 
 @st.composite
-def _match(draw: st.DrawFn, prenat: bool = False) -> Match:
-    sources = draw(_sources())
+def _match(draw: st.DrawFn, prenat: bool = False, version: int = 4) -> Match:
+    sources = draw(_sources(version))
     if prenat and not sources:
-        sources = (draw(_block_st()),)
+        sources = (draw(_block_st(version)),)
     negate = not prenat and len(sources) == 1 and draw(st.sampled_from((False, False, True)))
     port = draw(st.sampled_from(("any", "25", "25", "587", "multi", "range", "not25", "not587")))
     proto = "tcp"
@@ -120,8 +163,10 @@ def _match(draw: st.DrawFn, prenat: bool = False) -> Match:
 
 
 @st.composite
-def _rule(draw: st.DrawFn, chain: int, chains: int, prenat: bool = False) -> GenRule:
-    match = draw(_match(prenat))
+def _rule(
+    draw: st.DrawFn, chain: int, chains: int, prenat: bool = False, version: int = 4
+) -> GenRule:
+    match = draw(_match(prenat, version))
     actions = ["ACCEPT", "DROP", "DROP", "REJECT", "REJECT_ICMP", "LOG"]
     if prenat:
         actions = ["ACCEPT", "DROP", "DROP", "LOG"]
@@ -139,19 +184,21 @@ def _rule(draw: st.DrawFn, chain: int, chains: int, prenat: bool = False) -> Gen
 
 @st.composite
 def specs(draw: st.DrawFn, nft: bool) -> Spec:
+    v = draw(st.sampled_from((4, 4, 6)))
     mode = draw(st.sampled_from(("local", "dnat")))
     users = draw(st.integers(0, 2))
-    main = tuple(draw(st.lists(_rule(0, users), min_size=1, max_size=7)))
+    main = tuple(draw(st.lists(_rule(0, users, version=v), min_size=1, max_size=7)))
     user_chains = tuple(
-        tuple(draw(st.lists(_rule(i, users), min_size=0, max_size=4))) for i in range(1, users + 1)
+        tuple(draw(st.lists(_rule(i, users, version=v), min_size=0, max_size=4)))
+        for i in range(1, users + 1)
     )
-    prenat = tuple(draw(st.lists(_rule(0, 0, prenat=True), max_size=2)))
+    prenat = tuple(draw(st.lists(_rule(0, 0, prenat=True, version=v), max_size=2)))
     second_default = None
     second: tuple[GenRule, ...] = ()
     if draw(st.booleans()):
         # nftables: a second base chain on the hook; iptables: mangle INPUT / FORWARD
         second_default = draw(st.sampled_from(("ACCEPT", "DROP")))
-        second = tuple(draw(st.lists(_rule(0, 0), max_size=3)))
+        second = tuple(draw(st.lists(_rule(0, 0, version=v), max_size=3)))
         second = tuple(r for r in second if not r.action.startswith(("JUMP", "GOTO")))
         if not nft:  # REJECT is a filter-table target
             second = tuple(
@@ -162,7 +209,7 @@ def specs(draw: st.DrawFn, nft: bool) -> Spec:
         taken = IPSet()
         pairs: list[tuple[str, str]] = []
         for _ in range(draw(st.integers(1, 3))):
-            block = IPSet.parse(draw(_block_st())) - taken
+            block = IPSet.parse(draw(_block_st(v))) - taken
             taken = taken | block
             verdict = draw(st.sampled_from(("accept", "drop", "continue", "return")))
             pairs.extend((cidr, verdict) for cidr in block.cidrs())
@@ -179,6 +226,7 @@ def specs(draw: st.DrawFn, nft: bool) -> Spec:
         vmap=vmap,
         second_priority=draw(st.sampled_from((-10, 10))),
         prenat_table=draw(st.sampled_from(("raw", "mangle"))),
+        version=v,
     )
 
 
@@ -188,14 +236,15 @@ def specs(draw: st.DrawFn, nft: bool) -> Spec:
 def _dest_address(spec: Spec, dest: str, prenat: bool) -> str | None:
     if dest == "":
         return None
+    family = spec.family
     if dest == "other":
-        return OTHER_ADDRESS
+        return family.other
     if dest == "public":
-        return PUBLIC_ADDRESS
+        return family.public
     # "target": the address this chain sees for the connection under test
     if spec.mode == "dnat":
-        return PUBLIC_ADDRESS if prenat else INSIDE_SERVER
-    return LOCAL_SERVER
+        return family.public if prenat else family.inside
+    return family.local
 
 
 def _ipt_match(spec: Spec, m: Match, iface: str, prenat: bool) -> list[str]:
@@ -217,7 +266,7 @@ def _ipt_match(spec: Spec, m: Match, iface: str, prenat: bool) -> list[str]:
             parts.append(f"-s {','.join(m.sources)}")
     dest = _dest_address(spec, m.dest, prenat)
     if dest:
-        parts.append(f"-d {dest}/32")
+        parts.append(f"-d {dest}/{spec.family.bits}")
     if m.proto != "any" or m.port != "any":
         proto = m.proto if m.proto != "any" else "tcp"
         parts.append(f"-p {proto} -m {proto}")
@@ -239,11 +288,12 @@ def _ipt_match(spec: Spec, m: Match, iface: str, prenat: bool) -> list[str]:
     return parts
 
 
-def _ipt_target(action: str) -> str:
+def _ipt_target(action: str, version: int = 4) -> str:
     if action == "REJECT":
         return "-j REJECT --reject-with tcp-reset"
     if action == "REJECT_ICMP":
-        return "-j REJECT --reject-with icmp-port-unreachable"
+        icmp = "icmp-port-unreachable" if version == 4 else "icmp6-port-unreachable"
+        return f"-j REJECT --reject-with {icmp}"
     if action == "LOG":
         return '-j LOG --log-prefix "ORACLE: "'
     if action.startswith("JUMP:"):
@@ -257,11 +307,17 @@ def render_iptables(spec: Spec, iface: str) -> str:
     main = "FORWARD" if spec.mode == "dnat" else "INPUT"
     prenat = [
         " ".join(
-            ["-A PREROUTING", *_ipt_match(spec, r.match, iface, prenat=True), _ipt_target(r.action)]
+            [
+                "-A PREROUTING",
+                *_ipt_match(spec, r.match, iface, prenat=True),
+                _ipt_target(r.action, spec.version),
+            ]
         )
         for r in spec.prenat
     ]
-    lines = ["# Generated by iptables-save v1.8.9 (oracle)", "*raw"]
+    tool = "iptables-save" if spec.version == 4 else "ip6tables-save"
+    fam = spec.family
+    lines = [f"# Generated by {tool} v1.8.9 (oracle)", "*raw"]
     lines += [":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
     if spec.prenat_table == "raw":
         lines += prenat
@@ -276,12 +332,12 @@ def render_iptables(spec: Spec, iface: str) -> str:
             lines.append("-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
         for rule in spec.second:
             parts = _ipt_match(spec, rule.match, iface, prenat=False)
-            lines.append(" ".join([f"-A {main}", *parts, _ipt_target(rule.action)]))
+            lines.append(" ".join([f"-A {main}", *parts, _ipt_target(rule.action, spec.version)]))
     lines += ["COMMIT", "*nat"]
     lines += [f":{c} ACCEPT [0:0]" for c in ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")]
     lines.append(
-        f"-A PREROUTING -d {PUBLIC_ADDRESS}/32 -i {iface} -p tcp -m tcp --dport 25 "
-        f"-j DNAT --to-destination {INSIDE_SERVER}:25"
+        f"-A PREROUTING -d {fam.public}/{fam.bits} -i {iface} -p tcp -m tcp --dport 25 "
+        f"-j DNAT --to-destination {fam.host(fam.inside)}:25"
     )
     lines += ["COMMIT", "*filter"]
     lines.append(f":INPUT {spec.default if main == 'INPUT' else 'ACCEPT'} [0:0]")
@@ -294,7 +350,7 @@ def render_iptables(spec: Spec, iface: str) -> str:
     for chain, rules in ((main, spec.main), *((f"U{i + 1}", r) for i, r in enumerate(spec.users))):
         for rule in rules:
             parts = _ipt_match(spec, rule.match, iface, prenat=False)
-            lines.append(" ".join([f"-A {chain}", *parts, _ipt_target(rule.action)]))
+            lines.append(" ".join([f"-A {chain}", *parts, _ipt_target(rule.action, spec.version)]))
     lines += ["COMMIT", ""]
     return "\n".join(lines)
 
@@ -302,20 +358,20 @@ def render_iptables(spec: Spec, iface: str) -> str:
 # ---- nftables ---------------------------------------------------------------------------------
 
 
-def _nft_sources(m: Match, sets: list[tuple[str, str]]) -> str | None:
+def _nft_sources(m: Match, sets: list[tuple[str, str]], ip: str) -> str | None:
     if not m.sources:
         return None
     op = "!= " if m.negate else ""
     if "-" in m.sources[0]:
-        return f"ip saddr {op}{m.sources[0]}"
+        return f"{ip} saddr {op}{m.sources[0]}"
     canonical = IPSet.parse(*m.sources).cidrs()
     if m.use_set:
         name = f"src{len(sets)}"
         sets.append((name, ", ".join(canonical)))
-        return f"ip saddr {op}@{name}"
+        return f"{ip} saddr {op}@{name}"
     if len(canonical) == 1:
-        return f"ip saddr {op}{canonical[0]}"
-    return f"ip saddr {op}{{ {', '.join(canonical)} }}"
+        return f"{ip} saddr {op}{canonical[0]}"
+    return f"{ip} saddr {op}{{ {', '.join(canonical)} }}"
 
 
 def _nft_match(
@@ -330,12 +386,12 @@ def _nft_match(
         parts.append('iifname != "lo"')
     elif m.iface == "wildcard":
         parts.append(f'iifname "{iface[:-2]}*"')
-    sources = _nft_sources(m, sets)
+    sources = _nft_sources(m, sets, spec.family.ip)
     if sources:
         parts.append(sources)
     dest = _dest_address(spec, m.dest, prenat)
     if dest:
-        parts.append(f"ip daddr {dest}")
+        parts.append(f"{spec.family.ip} daddr {dest}")
     proto = m.proto if m.proto != "any" else "tcp"
     port = {
         "25": "dport 25",
@@ -367,9 +423,10 @@ def _nft_verdict(action: str) -> str:
     }.get(action) or (f"jump u{action[-1]}" if action.startswith("JUMP") else f"goto u{action[-1]}")
 
 
-def _set_block(name: str, elements: str) -> str:
+def _set_block(name: str, elements: str, version: int = 4) -> str:
+    kind = "ipv4_addr" if version == 4 else "ipv6_addr"
     return (
-        f"\tset {name} {{\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+        f"\tset {name} {{\n\t\ttype {kind}\n\t\tflags interval\n"
         f"\t\telements = {{ {elements} }}\n\t}}"
     )
 
@@ -394,7 +451,7 @@ def render_nftables(spec: Spec, iface: str) -> str:
         body.append("\t\tct state established,related accept")
     if spec.vmap:
         elements = ", ".join(f"{cidr} : {verdict}" for cidr, verdict in spec.vmap)
-        body.append(f"\t\ttcp dport 25 ip saddr vmap {{ {elements} }}")
+        body.append(f"\t\ttcp dport 25 {spec.family.ip} saddr vmap {{ {elements} }}")
     body.extend(chain_lines(spec.main))
     body.append("\t}")
     for index, rules in enumerate(spec.users, 1):
@@ -405,7 +462,7 @@ def render_nftables(spec: Spec, iface: str) -> str:
         body.append("\tchain early {\n\t\ttype filter hook prerouting priority raw; policy accept;")
         body.extend(chain_lines(spec.prenat, prenat=True))
         body.append("\t}")
-    set_lines = [_set_block(name, elements) for name, elements in sets]
+    set_lines = [_set_block(name, elements, spec.version) for name, elements in sets]
     text = ["flush ruleset", "table inet oracle {", *set_lines, *body, "}"]
     if spec.second_default is not None:
         second_sets: list[tuple[str, str]] = []
@@ -417,8 +474,8 @@ def render_nftables(spec: Spec, iface: str) -> str:
             for r in spec.second
             if r.action != "RETURN"
         ]
-        sets2 = [_set_block(name, elements) for name, elements in second_sets]
-        text += ["table ip second {", *sets2]
+        sets2 = [_set_block(name, elements, spec.version) for name, elements in second_sets]
+        text += [f"table {spec.family.ip} second {{", *sets2]
         text.append(
             f"\tchain late {{\n\t\ttype filter hook {hook} priority {spec.second_priority}; "
             f"policy {spec.second_default.lower()};"
@@ -427,10 +484,11 @@ def render_nftables(spec: Spec, iface: str) -> str:
             text.append("\t\tct state established,related accept")
         text += [*rules, "\t}", "}"]
     text += [
-        "table ip nat {",
+        f"table {spec.family.ip} nat {{",
         "\tchain prerouting {",
         "\t\ttype nat hook prerouting priority dstnat; policy accept;",
-        f'\t\tiifname "{iface}" ip daddr {PUBLIC_ADDRESS} tcp dport 25 dnat to {INSIDE_SERVER}',
+        f'\t\tiifname "{iface}" {spec.family.ip} daddr {spec.family.public} tcp dport 25 '
+        f"dnat to {spec.family.inside}",
         "\t}",
         "}",
         "",
