@@ -322,3 +322,13 @@ def test_remediation_when_the_block_rule_shows_no_remote_ip_line() -> None:
     ).replace(f"{'RemoteIP:':<38}Any\n", "")
     remedy, _ = prove_remediation("windows-firewall", text, "192.0.2.25")
     assert remedy.lines[0].startswith('netsh advfirewall firewall set rule name="Block SMTP"')
+
+
+def test_remote_ip_forms() -> None:
+    text = _block(
+        "Mixed forms", RemoteIP="40.92.0.0-40.93.255.255,LocalSubnet,40.107.0.0/255.255.0.0,DNS"
+    )
+    verdicts = table(parse("windows-firewall", text), "192.0.2.25")
+    assert verdicts["40.92.0.0/15"] == ("permitted",)  # a range
+    assert verdicts["40.107.0.0/16"] == ("permitted",)  # address/mask
+    assert verdicts["52.100.0.0/14"] == ("blocked", "52.100.0.0/14")  # keywords are local nets
