@@ -324,3 +324,13 @@ def test_parser_never_raises_on_mutated_input(lines: list[str]) -> None:
     except FirewallParseError:
         return
     check_ranges(result.policy, "192.0.2.25", EOP_V4)
+
+
+def test_remediation_uses_the_ipset_of_the_right_family() -> None:
+    result = parse_iptables(HOST, "rules", ParseOptions())
+    check = check_ranges(result.policy, "2001:db8::25", EOP)
+    remedy = remediate_iptables(HOST, result, check)
+    assert remedy is not None
+    assert remedy.lines == ("ipset add eop6 2a01:111:f403::/48",)
+    patched = parse_iptables(remedy.patched_text or "", "rules", ParseOptions())
+    assert not check_ranges(patched.policy, "2001:db8::25", EOP).missing

@@ -1001,6 +1001,8 @@ def _accepting_set(result: ParseResult, text: str, destination: str) -> str | No
         rule = parsed.rule
         if match[1] not in state.ipsets:
             continue
+        if state.ipsets[match[1]].family != (6 if ":" in destination else 4):
+            continue
         if rule.dst_ports is not None and 25 not in rule.dst_ports:
             continue
         if not rule.matches_protocol("tcp"):
