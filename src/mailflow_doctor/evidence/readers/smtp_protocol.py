@@ -25,6 +25,7 @@ from mailflow_doctor.evidence.exchangelog import (
     protocol_row_shape,
     read_header,
     server_from_path,
+    split_row,
 )
 from mailflow_doctor.evidence.records import LogSpan, SmtpSession, TlsCertificateSeen
 from mailflow_doctor.evidence.registry import register_reader
@@ -134,8 +135,7 @@ class _Session:
     remote_port: int | None = None
     ehlo: str = ""
     banner: str = ""
-    ehlo_sent_at: int = -1  # event index of the last EHLO, to recognise its reply
-    in_ehlo_reply: bool = False
+    in_ehlo_reply: bool = False  # the next `250` rows answer an EHLO
     starttls_offered: bool | None = None
     starttls_requested: bool = False
     tls_negotiated: bool = False
@@ -144,7 +144,6 @@ class _Session:
     tls_cipher: str = ""
     certificate: TlsCertificateSeen | None = None
     remote_certificate: TlsCertificateSeen | None = None
-    expect_remote_thumbprint: bool = False
     tls_domain_capabilities: str = ""
     tls_domain_status: str = ""
     mail_from: str = ""
@@ -253,7 +252,6 @@ class _SessionBuilder:
             name = data[5:].strip()
             if not s.ehlo:  # receive: the client's name; send: our own, as announced
                 s.ehlo = name
-            s.ehlo_sent_at = s.events
             s.in_ehlo_reply = True
             return
         if upper.startswith("STARTTLS") or upper.startswith("X-ANONYMOUSTLS"):
@@ -325,8 +323,7 @@ class _SessionBuilder:
             if data.strip():
                 s.remote_certificate = parse_certificate(data, ctx)
             return
-        if low == "received certificate":
-            s.expect_remote_thumbprint = True
+        if low == "received certificate":  # the thumbprint follows on its own row
             return
         if low == "certificate thumbprint":
             thumb = data.strip().upper()
@@ -430,8 +427,6 @@ class _ProtocolLogReader:
 
 def guess_direction(rows: list[str]) -> str:
     """Receive or send, for a header-less excerpt, from who speaks first in the SMTP dialogue."""
-    from mailflow_doctor.evidence.exchangelog import split_row
-
     receive = send = 0
     for row in rows:
         fields = split_row(row)
