@@ -30,6 +30,7 @@ from mailflow_doctor.diagnose.facts import (
 from mailflow_doctor.diagnose.model import Finding, Severity
 
 MIN_ROOT_SCORE = 0.35
+UNREAD_KINDS = frozenset({"unrecognised", "binary", "container"})
 MAX_CONFIDENCE = 0.99
 # A finding that a more specific one confirms is dropped when both are present.
 SUBSUMED_BY: dict[str, tuple[str, ...]] = {
@@ -91,6 +92,11 @@ class Diagnosis:
 
     def finding(self, finding_id: str) -> Finding | None:
         return next((f for f in self.findings if f.id == finding_id), None)
+
+    @property
+    def read_anything(self) -> bool:
+        """Was any file recognised as evidence? (Otherwise "nothing wrong" would mislead.)"""
+        return any(e.kind not in UNREAD_KINDS for e in self.evidence)
 
     @property
     def exit_code(self) -> int:

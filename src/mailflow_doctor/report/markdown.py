@@ -86,8 +86,12 @@ def render(diagnosis: Diagnosis) -> str:
         missing = root.data.get("missing_ranges")
         if isinstance(missing, list) and missing:
             out += ["Missing ranges: " + ", ".join(f"`{m}`" for m in missing), ""]
-    else:
+    elif diagnosis.findings:
         out += ["**No single root cause is proven by this evidence.**", ""]
+    elif diagnosis.read_anything:
+        out += ["**Nothing wrong was found in the evidence given.**", ""]
+    else:
+        out += ["**None of the files was recognised as evidence.**", ""]
     out += [f"## Findings ({len(diagnosis.findings)})", ""]
     for number, finding in enumerate(diagnosis.findings, 1):
         out += _finding(finding, number)

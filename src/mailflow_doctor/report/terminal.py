@@ -50,12 +50,22 @@ def verdict_panel(diagnosis: Diagnosis) -> Panel:
     root = diagnosis.root
     if root is None:
         body = Text.assemble(
-            ("No single root cause is proven by this evidence.\n", "bold"),
+            (
+                "No single root cause is proven by this evidence.\n"
+                if diagnosis.findings
+                else "No problem found.\n"
+                if diagnosis.read_anything
+                else "Nothing could be judged.\n",
+                "bold",
+            ),
             (
                 "See the findings below; add the firewall configuration, its deny log, the "
                 "message trace detail or the SMTP receive logs to narrow it down."
                 if diagnosis.findings
                 else "Nothing wrong was found in the evidence given."
+                if diagnosis.read_anything
+                else "None of the files was recognised as evidence: give the message trace, "
+                "the SMTP receive logs, the firewall configuration or its deny log."
             ),
         )
         return Panel(
