@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -1096,8 +1095,6 @@ class _RuleBuilder:
                     ports = ports.negated()
                 elif op in ("<", ">", "<=", ">="):
                     ports = _port_compare(op, _port_value(right))
-                if protocol == "tcp":
-                    return "dport", _tagged(ports, "tcp")
                 return "dport", ports
             if protocol in ("tcp", "th") and fld == "sport":
                 ports = _ports(right, self.rs, self.family, self.table)
@@ -1206,11 +1203,6 @@ class _RuleBuilder:
             action, target = _verdict(verdict)
             result.append((members, action, target, ports))
         return result
-
-
-def _tagged(ports: PortSet, protocol: str) -> PortSet:
-    del protocol
-    return ports
 
 
 def _port_compare(op: str, value: int) -> PortSet:
@@ -2047,9 +2039,3 @@ def _insert_rules_json(
 def _prefix_json(cidr: str) -> Json:
     addr, _, length = cidr.partition("/")
     return {"prefix": {"addr": addr, "len": int(length)}}
-
-
-def iter_rules(result: ParseResult) -> Iterator[Rule]:
-    """Every rule of the parsed policy (for tests and reports)."""
-    for chain in result.policy.chains.values():
-        yield from chain.rules
