@@ -137,7 +137,7 @@ def lab_unavailable() -> str | None:
         return "network namespaces need Linux"
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "nft", "iptables-restore"):
+    for tool in ("ip", "nft", "iptables-restore", "ip6tables-restore"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install iproute2 nftables iptables)"
     return None
