@@ -122,6 +122,16 @@ def test_journalctl_export_and_json(tmp_path: Path) -> None:
     assert drops[0].time_utc == datetime.fromtimestamp(1795899791, tz=UTC)
 
 
+def test_dmesg_without_times_and_outbound_lines(tmp_path: Path) -> None:
+    outbound = PACKET.replace("IN=eth0 OUT= ", "OUT=eth0 ")
+    text = f"REJECT-OUT: {outbound}\n{outbound}\n"
+    drops, _, _, _ = _read(text, "dmesg-t.txt", tmp_path)
+    assert [(d.action, d.interface, d.ref.line) for d in drops] == [
+        ("reject", "", 1),
+        ("drop", "", 2),
+    ]
+
+
 def test_unprefixed_lines_are_drops_with_a_warning(tmp_path: Path) -> None:
     drops, ctx, _, _ = _read(f"Nov 28 21:03:11 gw kernel: {PACKET}\n", "messages", tmp_path)
     assert [d.action for d in drops] == ["drop"]

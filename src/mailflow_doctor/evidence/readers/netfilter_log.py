@@ -125,7 +125,7 @@ def _records(doc: Document) -> Iterator[tuple[int, str, str | None]]:
                 yield export_message[0], export_message[1], export_time
             export_message, export_time = None, None
             continue
-        if re.match(r"^[A-Z_][A-Z0-9_]*=", text) and not text.startswith(("IN=", "SRC=")):
+        if re.match(r"^[A-Z_][A-Z0-9_]*=", text) and not text.startswith(("IN=", "OUT=", "SRC=")):
             continue  # another journal export field
         yield line.number, text, None
     if export_message is not None:
