@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the ASA configuration below is kept exactly as the device prints it)
 """Write the bundled Tailspin Toys evidence set (src/mailflow_doctor/examples/tailspin/).
 
 The story (after R. Milne's 2018 post): Tailspin Toys runs hybrid Exchange behind a Cisco ASA.
@@ -81,75 +82,191 @@ def iso(when: datetime) -> str:
 
 
 MESSAGES = [
-    Message(4.2, "olivia.martin@tailspintoys.ca", "r.kumar@tailspintoys.ca",
-            "Q4 toy safety recall - draft notice", 48211,
-            [Attempt(4.6, PERMITTED[0], True)]),
-    Message(9.8, "orders@wingtiptoys.com", "purchasing@tailspintoys.ca",
-            "PO 77120 confirmation", 23840,
-            [Attempt(10.1, BLOCKED[0], False), Attempt(26.4, BLOCKED[2], False),
-             Attempt(43.0, PERMITTED[1], True)], "198.51.100.40"),
-    Message(14.5, "dana.wu@tailspintoys.ca", "warehouse@tailspintoys.ca",
-            "Pallet count for Monday", 9120,
-            [Attempt(14.9, PERMITTED[2], True)]),
-    Message(18.3, "noreply@fabrikam.example", "ap@tailspintoys.ca",
-            "Invoice INV-20931", 131072,
-            [Attempt(18.7, BLOCKED[1], False), Attempt(34.9, BLOCKED[4], False),
-             Attempt(51.2, BLOCKED[3], False), Attempt(82.6, BLOCKED[5], False),
-             Attempt(113.8, BLOCKED[6], False)], "198.51.100.77"),
-    Message(22.0, "olivia.martin@tailspintoys.ca", "board@tailspintoys.ca",
-            "Board pack - December", 2209113,
-            [Attempt(22.5, PERMITTED[3], True)]),
-    Message(27.1, "sam.lee@tailspintoys.ca", "it-helpdesk@tailspintoys.ca",
-            "Printer on floor 3 again", 6533,
-            [Attempt(27.4, BLOCKED[2], False), Attempt(44.1, BLOCKED[0], False),
-             Attempt(60.7, BLOCKED[6], False), Attempt(91.3, BLOCKED[1], False)]),
-    Message(33.6, "dana.wu@tailspintoys.ca", "r.kumar@tailspintoys.ca",
-            "RE: Q4 toy safety recall - draft notice", 51873,
-            [Attempt(33.9, PERMITTED[4], True)]),
-    Message(38.2, "newsletter@contoso.example", "marketing@tailspintoys.ca",
-            "Holiday retail trends 2026", 88410,
-            [Attempt(38.5, BLOCKED[3], False), Attempt(54.8, PERMITTED[5], True)],
-            "192.0.2.61"),
-    Message(47.9, "r.kumar@tailspintoys.ca", "legal@tailspintoys.ca",
-            "Recall wording for counsel", 17402,
-            [Attempt(48.3, PERMITTED[6], True)]),
-    Message(56.4, "sam.lee@tailspintoys.ca", "facilities@tailspintoys.ca",
-            "Loading dock door", 4410,
-            [Attempt(56.8, BLOCKED[4], False), Attempt(73.1, BLOCKED[5], False),
-             Attempt(104.6, BLOCKED[2], False), Attempt(135.9, BLOCKED[0], False)]),
-    Message(64.0, "olivia.martin@tailspintoys.ca", "payroll@tailspintoys.ca",
-            "Overtime approvals", 12077,
-            [Attempt(64.3, PERMITTED[7], True)]),
-    Message(71.5, "orders@wingtiptoys.com", "purchasing@tailspintoys.ca",
-            "PO 77121 confirmation", 23911,
-            [Attempt(71.8, BLOCKED[6], False), Attempt(88.2, BLOCKED[3], False),
-             Attempt(119.4, BLOCKED[1], False)], "198.51.100.40"),
-    Message(79.2, "dana.wu@tailspintoys.ca", "warehouse@tailspintoys.ca",
-            "RE: Pallet count for Monday", 10240,
-            [Attempt(79.5, PERMITTED[0], True)]),
-    Message(95.7, "support@adventure-works.example", "it-helpdesk@tailspintoys.ca",
-            "Case 55812 update", 15533,
-            [Attempt(96.0, PERMITTED[2], True)], "203.0.113.140"),
-    Message(101.3, "sam.lee@tailspintoys.ca", "r.kumar@tailspintoys.ca",
-            "Lunch Friday?", 3021,
-            [Attempt(101.6, BLOCKED[4], False), Attempt(117.9, BLOCKED[2], False),
-             Attempt(149.2, PERMITTED[3], True)]),
-    Message(110.8, "olivia.martin@tailspintoys.ca", "all-staff@tailspintoys.ca",
-            "Office closed on Monday", 7704,
-            [Attempt(111.1, PERMITTED[1], True)]),
-    Message(126.2, "noreply@fabrikam.example", "ap@tailspintoys.ca",
-            "Invoice INV-20944", 129990,
-            [Attempt(126.5, BLOCKED[5], False), Attempt(142.8, BLOCKED[0], False)],
-            "198.51.100.77"),
-    Message(139.4, "dana.wu@tailspintoys.ca", "legal@tailspintoys.ca",
-            "Signed NDA - Wingtip", 301554,
-            [Attempt(139.7, PERMITTED[4], True)]),
+    Message(
+        4.2,
+        "olivia.martin@tailspintoys.ca",
+        "r.kumar@tailspintoys.ca",
+        "Q4 toy safety recall - draft notice",
+        48211,
+        [Attempt(4.6, PERMITTED[0], True)],
+    ),
+    Message(
+        9.8,
+        "orders@wingtiptoys.com",
+        "purchasing@tailspintoys.ca",
+        "PO 77120 confirmation",
+        23840,
+        [
+            Attempt(10.1, BLOCKED[0], False),
+            Attempt(26.4, BLOCKED[2], False),
+            Attempt(43.0, PERMITTED[1], True),
+        ],
+        "198.51.100.40",
+    ),
+    Message(
+        14.5,
+        "dana.wu@tailspintoys.ca",
+        "warehouse@tailspintoys.ca",
+        "Pallet count for Monday",
+        9120,
+        [Attempt(14.9, PERMITTED[2], True)],
+    ),
+    Message(
+        18.3,
+        "noreply@fabrikam.example",
+        "ap@tailspintoys.ca",
+        "Invoice INV-20931",
+        131072,
+        [
+            Attempt(18.7, BLOCKED[1], False),
+            Attempt(34.9, BLOCKED[4], False),
+            Attempt(51.2, BLOCKED[3], False),
+            Attempt(82.6, BLOCKED[5], False),
+            Attempt(113.8, BLOCKED[6], False),
+        ],
+        "198.51.100.77",
+    ),
+    Message(
+        22.0,
+        "olivia.martin@tailspintoys.ca",
+        "board@tailspintoys.ca",
+        "Board pack - December",
+        2209113,
+        [Attempt(22.5, PERMITTED[3], True)],
+    ),
+    Message(
+        27.1,
+        "sam.lee@tailspintoys.ca",
+        "it-helpdesk@tailspintoys.ca",
+        "Printer on floor 3 again",
+        6533,
+        [
+            Attempt(27.4, BLOCKED[2], False),
+            Attempt(44.1, BLOCKED[0], False),
+            Attempt(60.7, BLOCKED[6], False),
+            Attempt(91.3, BLOCKED[1], False),
+        ],
+    ),
+    Message(
+        33.6,
+        "dana.wu@tailspintoys.ca",
+        "r.kumar@tailspintoys.ca",
+        "RE: Q4 toy safety recall - draft notice",
+        51873,
+        [Attempt(33.9, PERMITTED[4], True)],
+    ),
+    Message(
+        38.2,
+        "newsletter@contoso.example",
+        "marketing@tailspintoys.ca",
+        "Holiday retail trends 2026",
+        88410,
+        [Attempt(38.5, BLOCKED[3], False), Attempt(54.8, PERMITTED[5], True)],
+        "192.0.2.61",
+    ),
+    Message(
+        47.9,
+        "r.kumar@tailspintoys.ca",
+        "legal@tailspintoys.ca",
+        "Recall wording for counsel",
+        17402,
+        [Attempt(48.3, PERMITTED[6], True)],
+    ),
+    Message(
+        56.4,
+        "sam.lee@tailspintoys.ca",
+        "facilities@tailspintoys.ca",
+        "Loading dock door",
+        4410,
+        [
+            Attempt(56.8, BLOCKED[4], False),
+            Attempt(73.1, BLOCKED[5], False),
+            Attempt(104.6, BLOCKED[2], False),
+            Attempt(135.9, BLOCKED[0], False),
+        ],
+    ),
+    Message(
+        64.0,
+        "olivia.martin@tailspintoys.ca",
+        "payroll@tailspintoys.ca",
+        "Overtime approvals",
+        12077,
+        [Attempt(64.3, PERMITTED[7], True)],
+    ),
+    Message(
+        71.5,
+        "orders@wingtiptoys.com",
+        "purchasing@tailspintoys.ca",
+        "PO 77121 confirmation",
+        23911,
+        [
+            Attempt(71.8, BLOCKED[6], False),
+            Attempt(88.2, BLOCKED[3], False),
+            Attempt(119.4, BLOCKED[1], False),
+        ],
+        "198.51.100.40",
+    ),
+    Message(
+        79.2,
+        "dana.wu@tailspintoys.ca",
+        "warehouse@tailspintoys.ca",
+        "RE: Pallet count for Monday",
+        10240,
+        [Attempt(79.5, PERMITTED[0], True)],
+    ),
+    Message(
+        95.7,
+        "support@adventure-works.example",
+        "it-helpdesk@tailspintoys.ca",
+        "Case 55812 update",
+        15533,
+        [Attempt(96.0, PERMITTED[2], True)],
+        "203.0.113.140",
+    ),
+    Message(
+        101.3,
+        "sam.lee@tailspintoys.ca",
+        "r.kumar@tailspintoys.ca",
+        "Lunch Friday?",
+        3021,
+        [
+            Attempt(101.6, BLOCKED[4], False),
+            Attempt(117.9, BLOCKED[2], False),
+            Attempt(149.2, PERMITTED[3], True),
+        ],
+    ),
+    Message(
+        110.8,
+        "olivia.martin@tailspintoys.ca",
+        "all-staff@tailspintoys.ca",
+        "Office closed on Monday",
+        7704,
+        [Attempt(111.1, PERMITTED[1], True)],
+    ),
+    Message(
+        126.2,
+        "noreply@fabrikam.example",
+        "ap@tailspintoys.ca",
+        "Invoice INV-20944",
+        129990,
+        [Attempt(126.5, BLOCKED[5], False), Attempt(142.8, BLOCKED[0], False)],
+        "198.51.100.77",
+    ),
+    Message(
+        139.4,
+        "dana.wu@tailspintoys.ca",
+        "legal@tailspintoys.ca",
+        "Signed NDA - Wingtip",
+        301554,
+        [Attempt(139.7, PERMITTED[4], True)],
+    ),
 ]
 EXPORTED_AT = at(150.0)
 
 
 def message_id(index: int) -> str:
-    return f"<YT3PR01MB{6100 + index}{index:02d}A4C2E0D{index:02d}F1@YT3PR01MB{6100 + index}.CANPRD01.PROD.OUTLOOK.COM>"
+    host = f"YT3PR01MB{6100 + index}"
+    return f"<{host}{index:02d}A4C2E0D{index:02d}F1@{host}.CANPRD01.PROD.OUTLOOK.COM>"
 
 
 def trace_id(index: int) -> str:
@@ -172,18 +289,48 @@ def csv_text(header: list[str], rows: list[list[str]]) -> str:
 
 
 def message_trace() -> str:
-    header = ["PSComputerName", "RunspaceId", "PSShowComputerName", "Organization", "MessageId",
-              "Received", "SenderAddress", "RecipientAddress", "Subject", "Status", "ToIP",
-              "FromIP", "Size", "MessageTraceId", "StartDate", "EndDate", "Index"]
+    header = [
+        "PSComputerName",
+        "RunspaceId",
+        "PSShowComputerName",
+        "Organization",
+        "MessageId",
+        "Received",
+        "SenderAddress",
+        "RecipientAddress",
+        "Subject",
+        "Status",
+        "ToIP",
+        "FromIP",
+        "Size",
+        "MessageTraceId",
+        "StartDate",
+        "EndDate",
+        "Index",
+    ]
     rows = []
     for index, msg in enumerate(sorted(MESSAGES, key=lambda m: -m.received)):
-        rows.append([
-            "outlook.office365.com", "3d0f4c2a-8b71-4e55-9a0c-6f2e1b7d9a44", "False",
-            "tailspintoys.onmicrosoft.com", message_id(MESSAGES.index(msg)),
-            us_time(at(msg.received)), msg.sender, msg.recipient, msg.subject,
-            "Delivered" if msg.delivered else "Pending", PUBLIC_IP, msg.from_ip, str(msg.size),
-            trace_id(MESSAGES.index(msg)), us_time(at(-60)), us_time(EXPORTED_AT), str(index),
-        ])
+        rows.append(
+            [
+                "outlook.office365.com",
+                "3d0f4c2a-8b71-4e55-9a0c-6f2e1b7d9a44",
+                "False",
+                "tailspintoys.onmicrosoft.com",
+                message_id(MESSAGES.index(msg)),
+                us_time(at(msg.received)),
+                msg.sender,
+                msg.recipient,
+                msg.subject,
+                "Delivered" if msg.delivered else "Pending",
+                PUBLIC_IP,
+                msg.from_ip,
+                str(msg.size),
+                trace_id(MESSAGES.index(msg)),
+                us_time(at(-60)),
+                us_time(EXPORTED_AT),
+                str(index),
+            ]
+        )
     return csv_text(header, rows)
 
 
@@ -204,31 +351,78 @@ def defer_detail(attempt: Attempt, retry: int) -> str:
 
 
 def message_trace_detail() -> str:
-    header = ["PSComputerName", "RunspaceId", "PSShowComputerName", "Organization", "MessageId",
-              "MessageTraceId", "RecipientAddress", "SenderAddress", "StartDate", "EndDate",
-              "Date", "Event", "Action", "Detail", "Data"]
+    header = [
+        "PSComputerName",
+        "RunspaceId",
+        "PSShowComputerName",
+        "Organization",
+        "MessageId",
+        "MessageTraceId",
+        "RecipientAddress",
+        "SenderAddress",
+        "StartDate",
+        "EndDate",
+        "Date",
+        "Event",
+        "Action",
+        "Detail",
+        "Data",
+    ]
     rows = []
     for index, msg in enumerate(MESSAGES):
-        common = ["outlook.office365.com", "3d0f4c2a-8b71-4e55-9a0c-6f2e1b7d9a44", "False",
-                  "tailspintoys.onmicrosoft.com", message_id(index), trace_id(index),
-                  msg.recipient, msg.sender, us_time(at(-60)), us_time(EXPORTED_AT)]
+        common = [
+            "outlook.office365.com",
+            "3d0f4c2a-8b71-4e55-9a0c-6f2e1b7d9a44",
+            "False",
+            "tailspintoys.onmicrosoft.com",
+            message_id(index),
+            trace_id(index),
+            msg.recipient,
+            msg.sender,
+            us_time(at(-60)),
+            us_time(EXPORTED_AT),
+        ]
         if msg.from_ip:
-            receive = (f"Message received by: YT3PR01MB{6100 + index}.CANPRD01.PROD.OUTLOOK.COM "
-                       "using TLS1.2 with AES256")
+            receive = (
+                f"Message received by: YT3PR01MB{6100 + index}.CANPRD01.PROD.OUTLOOK.COM "
+                "using TLS1.2 with AES256"
+            )
         else:
             receive = f"Message received by: YT3PR01MB{6100 + index}.CANPRD01.PROD.OUTLOOK.COM"
-        rows.append([*common, us_time(at(msg.received)), "Receive", "", receive,
-                     '<root><MEP Name="ReceiveConnector" String="Default"/></root>'])
+        rows.append(
+            [
+                *common,
+                us_time(at(msg.received)),
+                "Receive",
+                "",
+                receive,
+                '<root><MEP Name="ReceiveConnector" String="Default"/></root>',
+            ]
+        )
         for retry, attempt in enumerate(msg.attempts):
             if attempt.ok:
-                rows.append([*common, us_time(at(attempt.minute)), "Send external", "",
-                             f"Message sent to {FQDN} at {PUBLIC_IP} using TLS1.2 with AES256",
-                             f'<root><MEP Name="Connector" String="{CONNECTOR}"/></root>'])
+                rows.append(
+                    [
+                        *common,
+                        us_time(at(attempt.minute)),
+                        "Send external",
+                        "",
+                        f"Message sent to {FQDN} at {PUBLIC_IP} using TLS1.2 with AES256",
+                        f'<root><MEP Name="Connector" String="{CONNECTOR}"/></root>',
+                    ]
+                )
             else:
-                rows.append([*common, us_time(at(attempt.minute)), "Defer", "",
-                             defer_detail(attempt, retry + index),
-                             f'<root><MEP Name="Connector" String="{CONNECTOR}"/>'
-                             f'<MEP Name="RetryCount" Integer="{retry + 1}"/></root>'])
+                rows.append(
+                    [
+                        *common,
+                        us_time(at(attempt.minute)),
+                        "Defer",
+                        "",
+                        defer_detail(attempt, retry + index),
+                        f'<root><MEP Name="Connector" String="{CONNECTOR}"/>'
+                        f'<MEP Name="RetryCount" Integer="{retry + 1}"/></root>',
+                    ]
+                )
     return csv_text(header, rows)
 
 
@@ -363,23 +557,45 @@ def asa_syslog() -> str:
             port = (port * 7 + 113) % 24000 + 40000
             if attempt.ok:
                 conn += 17
-                lines.append((when, (
-                    f"%ASA-6-302013: Built inbound TCP connection {conn} for "
-                    f"outside:{attempt.source}/{port} ({attempt.source}/{port}) to "
-                    f"inside:{INSIDE_IP}/25 ({PUBLIC_IP}/25)")))
+                lines.append(
+                    (
+                        when,
+                        (
+                            f"%ASA-6-302013: Built inbound TCP connection {conn} for "
+                            f"outside:{attempt.source}/{port} ({attempt.source}/{port}) to "
+                            f"inside:{INSIDE_IP}/25 ({PUBLIC_IP}/25)"
+                        ),
+                    )
+                )
                 continue
             # resetinbound answers the SYN with a RST; the sender's stack tries twice more.
             for retry in range(3 if attempt.minute % 2 < 1 else 2):
-                lines.append((when + timedelta(milliseconds=500 * retry), (
-                    f"%ASA-4-106023: Deny tcp src outside:{attempt.source}/{port} "
-                    f"dst inside:{INSIDE_IP}/25 by access-group \"OUTSIDE_IN\" [0x0, 0x0]")))
+                lines.append(
+                    (
+                        when + timedelta(milliseconds=500 * retry),
+                        (
+                            f"%ASA-4-106023: Deny tcp src outside:{attempt.source}/{port} "
+                            f'dst inside:{INSIDE_IP}/25 by access-group "OUTSIDE_IN" [0x0, 0x0]'
+                        ),
+                    )
+                )
     # Internet noise on port 25 from unpublished sources (scanners), and other ports.
-    for minute, src, dport in [(12.0, "198.51.100.201", 25), (58.3, "192.0.2.199", 25),
-                               (77.7, "198.51.100.9", 3389), (121.0, "192.0.2.77", 445)]:
+    for minute, src, dport in [
+        (12.0, "198.51.100.201", 25),
+        (58.3, "192.0.2.199", 25),
+        (77.7, "198.51.100.9", 3389),
+        (121.0, "192.0.2.77", 445),
+    ]:
         port = (port * 7 + 113) % 24000 + 40000
-        lines.append((at(minute), (
-            f"%ASA-4-106023: Deny tcp src outside:{src}/{port} dst inside:{INSIDE_IP}/{dport} "
-            f"by access-group \"OUTSIDE_IN\" [0x0, 0x0]")))
+        lines.append(
+            (
+                at(minute),
+                (
+                    f"%ASA-4-106023: Deny tcp src outside:{src}/{port} "
+                    f'dst inside:{INSIDE_IP}/{dport} by access-group "OUTSIDE_IN" [0x0, 0x0]'
+                ),
+            )
+        )
     lines.sort(key=lambda item: item[0])
     out = []
     for when, text in lines:
@@ -402,12 +618,18 @@ def eop_session(msg: Message, index: int, attempt: Attempt, server: str) -> Sess
     host = f"{server}.corp.tailspintoys.ca"
     ehlo = ehlo_for(ip)
     local = start - timedelta(hours=5)
-    banner = (f"220 {host} Microsoft ESMTP MAIL Service ready at "
-              f"{local.strftime('%a, %d %b %Y %H:%M:%S')} -0500")
-    caps = ("SIZE 37748736 PIPELINING DSN ENHANCEDSTATUSCODES STARTTLS X-ANONYMOUSTLS AUTH NTLM "
-            "X-EXPS GSSAPI NTLM 8BITMIME BINARYMIME CHUNKING XRDST")
-    caps_tls = ("SIZE 37748736 PIPELINING DSN ENHANCEDSTATUSCODES AUTH NTLM LOGIN X-EXPS GSSAPI "
-                "NTLM 8BITMIME BINARYMIME CHUNKING XRDST")
+    banner = (
+        f"220 {host} Microsoft ESMTP MAIL Service ready at "
+        f"{local.strftime('%a, %d %b %Y %H:%M:%S')} -0500"
+    )
+    caps = (
+        "SIZE 37748736 PIPELINING DSN ENHANCEDSTATUSCODES STARTTLS X-ANONYMOUSTLS AUTH NTLM "
+        "X-EXPS GSSAPI NTLM 8BITMIME BINARYMIME CHUNKING XRDST"
+    )
+    caps_tls = (
+        "SIZE 37748736 PIPELINING DSN ENHANCEDSTATUSCODES AUTH NTLM LOGIN X-EXPS GSSAPI "
+        "NTLM 8BITMIME BINARYMIME CHUNKING XRDST"
+    )
     sid = f"08DE0F{index:02X}{int(attempt.minute * 100):08X}"
     lines = [
         ("+", "", ""),
@@ -416,20 +638,31 @@ def eop_session(msg: Message, index: int, attempt: Attempt, server: str) -> Sess
         (">", f"250  {host} Hello [{ip}] {caps}", ""),
         ("<", "STARTTLS", ""),
         (">", "220 2.0.0 SMTP server ready", ""),
-        ("*", " CN=smtp.tailspintoys.ca CN=R11 04A1B2C3D4E5F60718293A4B5C6D7E8F "
-              "9F2C4E6A8B0D1F3E5A7C9B1D3F5E7A9C1B3D5F70 2026-10-15T00:00:00.000Z "
-              "2027-01-13T23:59:59.000Z smtp.tailspintoys.ca;mail.tailspintoys.ca;"
-              "autodiscover.tailspintoys.ca",
-         "Sending certificate Subject Issuer name Serial number Thumbprint Not before Not after "
-         "Subject alternate names"),
-        ("*", "", "TLS protocol SP_PROT_TLS1_2_SERVER negotiation succeeded using bulk encryption "
-                  "algorithm CALG_AES_256 with strength 256 bits, MAC hash algorithm CALG_SHA_384 "
-                  "with strength 0 bits and key exchange algorithm CALG_ECDH_EPHEM with strength "
-                  "384 bits"),
+        (
+            "*",
+            " CN=smtp.tailspintoys.ca CN=R11 04A1B2C3D4E5F60718293A4B5C6D7E8F "
+            "9F2C4E6A8B0D1F3E5A7C9B1D3F5E7A9C1B3D5F70 2026-10-15T00:00:00.000Z "
+            "2027-01-13T23:59:59.000Z smtp.tailspintoys.ca;mail.tailspintoys.ca;"
+            "autodiscover.tailspintoys.ca",
+            "Sending certificate Subject Issuer name Serial number Thumbprint Not before Not after "
+            "Subject alternate names",
+        ),
+        (
+            "*",
+            "",
+            "TLS protocol SP_PROT_TLS1_2_SERVER negotiation succeeded using bulk encryption "
+            "algorithm CALG_AES_256 with strength 256 bits, MAC hash algorithm CALG_SHA_384 "
+            "with strength 0 bits and key exchange algorithm CALG_ECDH_EPHEM with strength "
+            "384 bits",
+        ),
         ("<", f"EHLO {ehlo}", ""),
         ("*", "", "Client certificate chain validation status: 'Valid'"),
-        ("*", "", "TlsDomainCapabilities='AcceptCloudServicesMail'; Status='Success'; "
-                  "Domain='mail.protection.outlook.com'"),
+        (
+            "*",
+            "",
+            "TlsDomainCapabilities='AcceptCloudServicesMail'; Status='Success'; "
+            "Domain='mail.protection.outlook.com'",
+        ),
         (">", f"250  {host} Hello [{ip}] {caps_tls}", ""),
         ("<", f"MAIL FROM:<{msg.sender}> SIZE={msg.size} BODY=BINARYMIME", ""),
         ("*", f"{sid};{iso(start)};1", "receiving message"),
@@ -437,11 +670,19 @@ def eop_session(msg: Message, index: int, attempt: Attempt, server: str) -> Sess
         ("<", f"RCPT TO:<{msg.recipient}>", ""),
         (">", "250 2.1.5 Recipient OK", ""),
         ("<", f"BDAT {msg.size} LAST", ""),
-        ("*", "", f"Proxy destination(s) obtained from OnProxyInboundMessage event. "
-                  f"Correlation Id:6b1f{index:04x}-2c3d-4e5f-8a9b-{int(attempt.minute * 1e4):012x}"),
-        (">", f"250 2.6.0 {message_id(index)} [InternalId={51539607552 + index * 977}, "
-              f"Hostname={host}] {msg.size} bytes in 0.{180 + index}, "
-              f"{msg.size / 1024 / 0.2:,.3f} KB/sec Queued mail for delivery", ""),
+        (
+            "*",
+            "",
+            f"Proxy destination(s) obtained from OnProxyInboundMessage event. "
+            f"Correlation Id:6b1f{index:04x}-2c3d-4e5f-8a9b-{int(attempt.minute * 1e4):012x}",
+        ),
+        (
+            ">",
+            f"250 2.6.0 {message_id(index)} [InternalId={51539607552 + index * 977}, "
+            f"Hostname={host}] {msg.size} bytes in 0.{180 + index}, "
+            f"{msg.size / 1024 / 0.2:,.3f} KB/sec Queued mail for delivery",
+            "",
+        ),
         ("<", "QUIT", ""),
         (">", "221 2.0.0 Service closing transmission channel", ""),
         ("-", "", "Local"),
@@ -457,12 +698,20 @@ def internal_session(minute: float, index: int, server: str) -> Session:
     local = start - timedelta(hours=5)
     lines = [
         ("+", "", ""),
-        (">", f"220 {host} Microsoft ESMTP MAIL Service ready at "
-              f"{local.strftime('%a, %d %b %Y %H:%M:%S')} -0500", ""),
+        (
+            ">",
+            f"220 {host} Microsoft ESMTP MAIL Service ready at "
+            f"{local.strftime('%a, %d %b %Y %H:%M:%S')} -0500",
+            "",
+        ),
         ("<", "EHLO TSP-MFP-03", ""),
-        (">", f"250  {host} Hello [{ip}] SIZE 37748736 PIPELINING DSN ENHANCEDSTATUSCODES "
-              "STARTTLS X-ANONYMOUSTLS AUTH NTLM X-EXPS GSSAPI NTLM 8BITMIME BINARYMIME CHUNKING "
-              "XRDST", ""),
+        (
+            ">",
+            f"250  {host} Hello [{ip}] SIZE 37748736 PIPELINING DSN ENHANCEDSTATUSCODES "
+            "STARTTLS X-ANONYMOUSTLS AUTH NTLM X-EXPS GSSAPI NTLM 8BITMIME BINARYMIME CHUNKING "
+            "XRDST",
+            "",
+        ),
         ("<", "MAIL FROM:<scanner@tailspintoys.ca>", ""),
         ("*", f"08DE0FAA{index:02X}{int(minute * 100):06X};{iso(start)};1", "receiving message"),
         (">", "250 2.1.0 Sender OK", ""),
@@ -470,9 +719,12 @@ def internal_session(minute: float, index: int, server: str) -> Session:
         (">", "250 2.1.5 Recipient OK", ""),
         ("<", "DATA", ""),
         (">", "354 Start mail input; end with <CRLF>.<CRLF>", ""),
-        (">", f"250 2.6.0 <MFP03-{index:04d}@tailspintoys.ca> [InternalId={60129542144 + index}, "
-              f"Hostname={host}] 204811 bytes in 0.412, 485,463 KB/sec Queued mail for delivery",
-         ""),
+        (
+            ">",
+            f"250 2.6.0 <MFP03-{index:04d}@tailspintoys.ca> [InternalId={60129542144 + index}, "
+            f"Hostname={host}] 204811 bytes in 0.412, 485,463 KB/sec Queued mail for delivery",
+            "",
+        ),
         ("<", "QUIT", ""),
         (">", "221 2.0.0 Service closing transmission channel", ""),
         ("-", "", "Local"),
@@ -504,18 +756,30 @@ def receive_logs() -> dict[str, str]:
     for server, items in sessions.items():
         for hour in (21, 22, 23):
             begin = DAY.replace(hour=hour)
-            probes = [begin + timedelta(seconds=3 + (1 if server == "TSP-EX02" else 0)),
-                      begin + timedelta(minutes=59, seconds=51)]
+            probes = [
+                begin + timedelta(seconds=3 + (1 if server == "TSP-EX02" else 0)),
+                begin + timedelta(minutes=59, seconds=51),
+            ]
             hour_sessions = [s for s in items if s.start.hour == hour]
             for number, when in enumerate(probes):
-                hour_sessions.append(Session(when, "10.0.0.5", [
-                    ("+", "", ""),
-                    (">", f"220 {server}.corp.tailspintoys.ca Microsoft ESMTP MAIL Service ready",
-                     ""),
-                    ("<", "QUIT", ""),
-                    (">", "221 2.0.0 Service closing transmission channel", ""),
-                    ("-", "", "Remote(Closed)"),
-                ]))
+                hour_sessions.append(
+                    Session(
+                        when,
+                        "10.0.0.5",
+                        [
+                            ("+", "", ""),
+                            (
+                                ">",
+                                f"220 {server}.corp.tailspintoys.ca "
+                                "Microsoft ESMTP MAIL Service ready",
+                                "",
+                            ),
+                            ("<", "QUIT", ""),
+                            (">", "221 2.0.0 Service closing transmission channel", ""),
+                            ("-", "", "Remote(Closed)"),
+                        ],
+                    )
+                )
                 del number
             hour_sessions.sort(key=lambda s: s.start)
             out = [
@@ -533,11 +797,21 @@ def receive_logs() -> dict[str, str]:
                 when = session.start
                 for seq, (event, data, context) in enumerate(session.lines):
                     stamp = iso(when)
-                    out.append(",".join([
-                        stamp, f"{server}\\Default Frontend {server}", sid, str(seq),
-                        f"{INSIDE_IP}:25", f"{session.remote}:{rport}", event,
-                        csv_field(data), csv_field(context),
-                    ]))
+                    out.append(
+                        ",".join(
+                            [
+                                stamp,
+                                f"{server}\\Default Frontend {server}",
+                                sid,
+                                str(seq),
+                                f"{INSIDE_IP}:25",
+                                f"{session.remote}:{rport}",
+                                event,
+                                csv_field(data),
+                                csv_field(context),
+                            ]
+                        )
+                    )
                     when += timedelta(milliseconds=37 + seq * 3)
             files[f"{server}/FrontEnd/ProtocolLog/SmtpReceive/RECV20261127{hour}-1.LOG"] = (
                 "\r\n".join(out) + "\r\n"
