@@ -17,6 +17,7 @@ import defusedxml.ElementTree as DET
 
 from mailflow_doctor.firewall.evaluate import RangeCheck, check_ranges, effective_destination
 from mailflow_doctor.firewall.model import Action, Chain, Policy, PortSet, Rule
+from mailflow_doctor.firewall.registry import Remediation
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
 # Well-known TCP/UDP port names as Cisco IOS/ASA, FortiOS and netsh spell them.
@@ -351,3 +352,32 @@ def v4_mask(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
 
 def v4_wildcard(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return str(network.hostmask)
+
+
+Found = tuple[tuple[str, ...], str, str, tuple[str, ...]] | None
+
+
+def finish(found: Found, cleanup: tuple[str, ...]) -> Remediation | None:
+    """The Remediation for a verified proposal, with the optional stale-object cleanup."""
+    if found is None:
+        return None
+    lines, patched, explanation, warnings = found
+    return Remediation(lines, explanation, patched, warnings, cleanup)
+
+
+def cleanup_only(cleanup: tuple[str, ...]) -> Remediation | None:
+    """Nothing is missing; offer only the removal of ranges Exchange Online no longer uses."""
+    if not cleanup:
+        return None
+    return Remediation(
+        (),
+        "Every published range is permitted. Optionally remove the ranges Exchange Online no "
+        "longer uses (lines below).",
+        None,
+        (),
+        cleanup,
+    )
+
+
+def is_stale(addresses: IPSet, stale: IPSet) -> bool:
+    return bool(addresses) and addresses.issubset(stale)

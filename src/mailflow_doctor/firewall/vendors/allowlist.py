@@ -18,8 +18,11 @@ from mailflow_doctor.firewall.registry import (
     register_parser,
 )
 from mailflow_doctor.firewall.vendors._kit import (
+    cleanup_only,
+    finish,
     first_closing,
     gap_context,
+    is_stale,
     try_parse_set,
     union_all,
 )
@@ -135,8 +138,15 @@ class AllowListParser:
 
     def remediate(self, text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
         gap = gap_context(result.policy, check)
+        cleanup = tuple(
+            f"delete line {number}: {line.strip()}"
+            for number, line in enumerate(text.splitlines(), start=1)
+            if (entry := _entry(line))
+            and (parsed := _parse_entry(entry)) is not None
+            and is_stale(parsed, check.stale)
+        )
         if not gap.missing:
-            return None
+            return cleanup_only(cleanup)
         lines = (
             "# Exchange Online Protection: Microsoft 365 endpoint set 10 (mailflow-doctor)",
             *gap.missing.cidrs(),
@@ -151,8 +161,4 @@ class AllowListParser:
             patched = base + newline.join(lines) + newline
             return lines, patched, "Append the missing Exchange Online ranges to the allow-list."
 
-        found = first_closing(reparse, gap, [append])
-        if found is None:
-            return None
-        lines, patched, explanation, warnings = found
-        return Remediation(lines, explanation, patched, warnings)
+        return finish(first_closing(reparse, gap, [append]), cleanup)

@@ -42,9 +42,12 @@ from mailflow_doctor.firewall.registry import (
 )
 from mailflow_doctor.firewall.vendors._kit import (
     GapContext,
+    cleanup_only,
+    finish,
     first_closing,
     gap_context,
     insert_after_line,
+    is_stale,
     port_number,
     union_all,
 )
@@ -510,25 +513,28 @@ class _Parser:
             raise _LineError(f"object-group {name} nests too deeply (a loop?)")
         parts: list[IPSet] = []
         for number, words in group.items:
-            head = words[0].lower()
             try:
-                if head == "group-object" and len(words) > 1:
-                    parts.append(self.network_group(words[1], depth + 1))
-                elif head == "host" and len(words) > 1:
-                    parts.append(IPSet.parse(words[1]))
-                elif head == "range" and len(words) > 2:
-                    parts.append(IPSet.from_range(words[1], words[2]))
-                elif head == "any":
-                    parts.append(IPSet.universe())
-                elif len(words) >= 2 and words[1].startswith("/"):
-                    parts.append(IPSet.parse(words[0] + words[1]))
-                elif len(words) >= 2:
-                    parts.append(IPSet.parse(f"{words[0]} {words[1]}"))  # address + MASK
-                else:
-                    parts.append(IPSet.parse(words[0]))
+                parts.append(self.network_item(words, depth))
             except (AddressParseError, ValueError):
                 self.issues.append((number, f"bad object-group entry: {' '.join(words)[:80]}"))
         return union_all(parts)
+
+    def network_item(self, words: list[str], depth: int = 0) -> IPSet:
+        """One `object-group network` entry (raises for entries it cannot read)."""
+        head = words[0].lower()
+        if head == "group-object" and len(words) > 1:
+            return self.network_group(words[1], depth + 1)
+        if head == "host" and len(words) > 1:
+            return IPSet.parse(words[1])
+        if head == "range" and len(words) > 2:
+            return IPSet.from_range(words[1], words[2])
+        if head == "any":
+            return IPSet.universe()
+        if len(words) >= 2 and words[1].startswith("/"):
+            return IPSet.parse(words[0] + words[1])
+        if len(words) >= 2:
+            return IPSet.parse(f"{words[0]} {words[1]}")  # address + MASK
+        return IPSet.parse(words[0])
 
     def service_group(self, name: str, depth: int = 0) -> list[_Service]:
         group = self.groups.get(name)
@@ -774,10 +780,11 @@ class CiscoIosParser:
     # ---- remediation -------------------------------------------------------------------------
     def remediate(self, text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
         gap = gap_context(result.policy, check)
-        if not gap.missing:
-            return None
         parser = _Parser(text, result.policy.path)
         parser.run()
+        cleanup = _cleanup(parser, result.policy, check.stale)
+        if not gap.missing:
+            return cleanup_only(cleanup)
         family = 6 if gap.missing.v6 else 4
         acl = _acl_by_family(parser, result.policy, family)
         if acl is None:
@@ -798,10 +805,48 @@ class CiscoIosParser:
                 lambda: _new_entries(parser, acl, gap, text),
             ],
         )
-        if found is None:
-            return None
-        lines, patched, explanation, warnings = found
-        return Remediation(lines, explanation, patched, warnings)
+        return finish(found, cleanup)
+
+
+def _cleanup(parser: _Parser, policy: Policy, stale: IPSet) -> tuple[str, ...]:
+    """`no` lines for group entries and permit entries that only name retired EOP ranges."""
+    if not stale:
+        return ()
+    lines: list[str] = []
+    for group in parser.groups.values():
+        if group.kind != "network":
+            continue
+        removals = []
+        for _, words in group.items:
+            if words[0].lower() == "group-object":
+                continue
+            try:
+                addresses = parser.network_item(words)
+            except (AddressParseError, ValueError, _LineError):
+                continue
+            if is_stale(addresses, stale):
+                removals.append(f" no {' '.join(words)}")
+        if removals:
+            lines += [f"object-group network {group.name}", *removals]
+    for name in (n.strip() for n in (policy.entries[0].split(" + ") if policy.entries else [])):
+        acl = parser.acls.get(name)
+        if acl is None:
+            continue
+        removals = [
+            f" no {'sequence ' if acl.family == 6 else ''}{ace.seq}"
+            for ace in acl.ordered()
+            if ace.action == "permit"
+            and ace.src.literal is not None
+            and is_stale(ace.src.literal, stale)
+        ]
+        if removals:
+            header = (
+                f"ipv6 access-list {acl.name}"
+                if acl.family == 6
+                else f"ip access-list {'standard' if acl.standard else 'extended'} {acl.name}"
+            )
+            lines += [header, *removals]
+    return tuple(lines)
 
 
 def _permit_all(family: int, line: int) -> _Ace:

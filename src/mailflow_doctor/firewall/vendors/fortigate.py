@@ -35,9 +35,12 @@ from mailflow_doctor.firewall.registry import (
 )
 from mailflow_doctor.firewall.vendors._kit import (
     GapContext,
+    cleanup_only,
+    finish,
     first_closing,
     gap_context,
     insert_after_line,
+    is_stale,
     try_parse_set,
     union_all,
 )
@@ -753,12 +756,13 @@ class FortiGateParser:
     # ---- remediation -------------------------------------------------------------------------
     def remediate(self, text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
         gap = gap_context(result.policy, check)
-        if not gap.missing:
-            return None
         root, _ = parse_tree(text)
         vdom = result.policy.acl_name if "vdom" in root.children else ""
         scope = root.children["vdom"].edits[vdom] if vdom else root
         path = result.policy.path
+        cleanup = _cleanup(scope, path, check.stale, vdom)
+        if not gap.missing:
+            return cleanup_only(cleanup)
         options = ParseOptions(acl=vdom or None)
 
         def reparse(patched: str) -> Policy:
@@ -772,10 +776,44 @@ class FortiGateParser:
                 lambda: _new_policy(scope, gap, text, vdom),
             ],
         )
-        if found is None:
-            return None
-        lines, patched, explanation, warnings = found
-        return Remediation(lines, explanation, patched, warnings)
+        return finish(found, cleanup)
+
+
+def _cleanup(scope: _Node, path: str, stale: IPSet, vdom: str) -> tuple[str, ...]:
+    """`unselect` lines for group members and policy sources that are only retired ranges."""
+    if not stale:
+        return ()
+    model = _Model(scope, path, [])
+    lines: list[str] = []
+    for suffix, family in (("", 4), ("6", 6)):
+        groups = scope.table(f"firewall addrgrp{suffix}")
+        for name, node in groups.edits.items() if groups is not None else []:
+            gone = [
+                m for m in node.values("member") if is_stale(model.address(m, family)[0], stale)
+            ]
+            if gone:
+                lines += [
+                    f"config firewall addrgrp{suffix}",
+                    f'    edit "{name}"',
+                    "        unselect member " + " ".join(f'"{m}"' for m in gone),
+                    "    next",
+                    "end",
+                ]
+    policies = scope.table("firewall policy")
+    for policy_id, node in policies.edits.items() if policies is not None else []:
+        if node.get("action", "deny") != "accept":
+            continue
+        for key, family in (("srcaddr", 4), ("srcaddr6", 6)):
+            gone = [m for m in node.values(key) if is_stale(model.address(m, family)[0], stale)]
+            if gone:
+                lines += [
+                    "config firewall policy",
+                    f"    edit {policy_id}",
+                    f"        unselect {key} " + " ".join(f'"{m}"' for m in gone),
+                    "    next",
+                    "end",
+                ]
+    return tuple(_wrap(lines, vdom)) if lines else ()
 
 
 def _family_span(names: list[tuple[str, int]]) -> IPSet:

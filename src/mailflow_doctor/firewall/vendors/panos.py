@@ -44,9 +44,12 @@ from mailflow_doctor.firewall.registry import (
 )
 from mailflow_doctor.firewall.vendors._kit import (
     GapContext,
+    cleanup_only,
+    finish,
     first_closing,
     gap_context,
     insert_after_line,
+    is_stale,
     parse_xml,
     port_ranges,
     try_parse_set,
@@ -798,11 +801,12 @@ class PanosParser:
     # ---- remediation -------------------------------------------------------------------------
     def remediate(self, text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
         gap = gap_context(result.policy, check)
-        if not gap.missing:
-            return None
         statements, form = self._statements(text, result.policy.path)
         config = interpret(statements)
         path = result.policy.path
+        cleanup = _cleanup(config, _Builder(config, path), check.stale)
+        if not gap.missing:
+            return cleanup_only(cleanup)
 
         def reparse(patched: str) -> Policy:
             return self.parse(patched, path, ParseOptions()).policy
@@ -815,10 +819,31 @@ class PanosParser:
                 lambda: _new_rule(config, gap, text, form),
             ],
         )
-        if found is None:
-            return None
-        lines, patched, explanation, warnings = found
-        return Remediation(lines, explanation, patched, warnings)
+        return finish(found, cleanup)
+
+
+def _cleanup(config: _Config, builder: _Builder, stale: IPSet) -> tuple[str, ...]:
+    """`delete` commands for group members and rule sources that are only retired EOP ranges."""
+    if not stale:
+        return ()
+    lines: list[str] = []
+    for group, (static, _, _) in config.groups.items():
+        lines += [
+            f"delete address-group {group} static {member}"
+            for member in static
+            if is_stale(builder.address(member).addresses, stale)
+        ]
+    for rule in config.security.values():
+        if rule.get("action", "allow") != "allow":
+            continue
+        lines += [
+            f"delete rulebase security rules {rule.name} source {member}"
+            for member in rule.members("source")
+            if member not in config.groups
+            and member != "any"
+            and is_stale(builder.address(member).addresses, stale)
+        ]
+    return tuple(lines)
 
 
 def _object_name(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:

@@ -42,8 +42,11 @@ from mailflow_doctor.firewall.registry import (
 )
 from mailflow_doctor.firewall.vendors._kit import (
     GapContext,
+    cleanup_only,
+    finish,
     first_closing,
     gap_context,
+    is_stale,
     parse_xml,
     port_ranges,
     try_parse_set,
@@ -448,11 +451,12 @@ class PfSenseParser:
     # ---- remediation -------------------------------------------------------------------------
     def remediate(self, text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
         gap = gap_context(result.policy, check)
-        if not gap.missing:
-            return None
         text = wrap_fragment(text)
         root = parse_xml(text)
         model = _Model(root, result.policy.path)
+        cleanup = _cleanup(model, check.stale)
+        if not gap.missing:
+            return cleanup_only(cleanup)
         options = ParseOptions(interface=result.policy.acl_name)
 
         def reparse(patched: str) -> Policy:
@@ -466,10 +470,21 @@ class PfSenseParser:
                 lambda: _new_rule(model, gap, text),
             ],
         )
-        if found is None:
-            return None
-        lines, patched, explanation, warnings = found
-        return Remediation(lines, explanation, patched, warnings)
+        return finish(found, cleanup)
+
+
+def _cleanup(model: _Model, stale: IPSet) -> tuple[str, ...]:
+    """The address list of each alias without the entries that are only retired ranges."""
+    if not stale:
+        return ()
+    lines: list[str] = []
+    for name, (kind, entries, _) in model.aliases.items():
+        if kind not in ("host", "network"):
+            continue
+        keep = [e for e in entries if not is_stale(try_parse_set(e) or IPSet(), stale)]
+        if len(keep) < len(entries):
+            lines.append(f"alias {name}: <address>{' '.join(keep)}</address>")
+    return tuple(lines)
 
 
 def _smtp_element(model: _Model, gap: GapContext) -> ET.Element | None:

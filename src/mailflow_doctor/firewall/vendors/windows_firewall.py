@@ -52,9 +52,12 @@ from mailflow_doctor.firewall.registry import (
 )
 from mailflow_doctor.firewall.vendors._kit import (
     GapContext,
+    cleanup_only,
+    finish,
     first_closing,
     gap_context,
     insert_after_line,
+    is_stale,
     port_ranges,
     try_parse_set,
 )
@@ -537,10 +540,11 @@ class WindowsFirewallParser:
     # ---- remediation -------------------------------------------------------------------------
     def remediate(self, text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
         gap = gap_context(result.policy, check)
-        if not gap.missing:
-            return None
         form, raws, _ = read_rules(text)
         path = result.policy.path
+        cleanup = _cleanup(form, raws, gap, check.stale)
+        if not gap.missing:
+            return cleanup_only(cleanup)
         options = ParseOptions(acl=result.policy.acl_name)
 
         def reparse(patched: str) -> Policy:
@@ -555,10 +559,22 @@ class WindowsFirewallParser:
                 lambda: _fix(text, form, raws, gap, "new"),
             ],
         )
-        if found is None:
-            return None
-        lines, patched, explanation, warnings = found
-        return Remediation(lines, explanation, patched, warnings)
+        return finish(found, cleanup)
+
+
+def _cleanup(form: str, raws: list[_Raw], gap: GapContext, stale: IPSet) -> tuple[str, ...]:
+    """Allow rules' remote address lists without the entries that are only retired ranges."""
+    if not stale:
+        return ()
+    changes: list[tuple[_Raw, str]] = []
+    for raw in raws:
+        if raw.get("action", "Allow").lower() != "allow":
+            continue
+        entries = [e.strip() for e in raw.get("remote_ip").split(",") if e.strip()]
+        keep = [e for e in entries if not is_stale(try_parse_set(e) or IPSet(), stale)]
+        if keep and len(keep) < len(entries):
+            changes.append((raw, ",".join(keep)))
+    return _commands(form, changes, None, gap) if changes else ()
 
 
 def _addr_list(addresses: IPSet) -> list[str]:
