@@ -846,7 +846,7 @@ Run: mailflow-doctor diagnose <this folder>   (or: mailflow-doctor demo)
 """
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     files = {
         "trace/MessageTrace.csv": message_trace(),
         "trace/MessageTraceDetail.csv": message_trace_detail(),
@@ -854,13 +854,14 @@ def main() -> None:
         "firewall/tsp-fw01-syslog.log": asa_syslog(),
         **receive_logs(),
     }
-    (OUT.parent / "tailspin.md").write_text(README, encoding="utf-8")
+    out.mkdir(parents=True, exist_ok=True)
+    (out.parent / "tailspin.md").write_text(README, encoding="utf-8")
     for relative, text in files.items():
-        path = OUT / relative
+        path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         bom = b"\xef\xbb\xbf" if relative.endswith(".LOG") else b""
         path.write_bytes(bom + text.encode("utf-8"))
-        print(f"{path.relative_to(OUT.parents[3])}: {len(text)} chars")
+        print(f"{path}: {len(text)} chars")
 
 
 if __name__ == "__main__":
