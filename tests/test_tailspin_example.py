@@ -6,12 +6,16 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "src" / "mailflow_doctor" / "examples" / "tailspin"
 GENERATOR = REPO / "scripts" / "make_tailspin_example.py"
 
 
 def test_generator_reproduces_the_bundled_example(tmp_path: Path) -> None:
+    if not GENERATOR.exists():
+        pytest.skip("scripts/ is not part of this source tree")
     spec = importlib.util.spec_from_file_location("make_tailspin_example", GENERATOR)
     assert spec is not None
     assert spec.loader is not None
