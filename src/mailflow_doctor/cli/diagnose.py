@@ -61,6 +61,7 @@ TimezoneOption = Annotated[
     str | None,
     typer.Option(
         "--timezone",
+        metavar="ZONE",
         help="Zone of logs written in local time without an offset (syslog, Windows "
         "firewall): an IANA name such as America/Toronto, UTC, or an offset like -05:00.",
     ),
@@ -266,6 +267,7 @@ def diagnose_command(
             help="Evidence: files, folders (read recursively) or .zip bundles. Each file's "
             "kind is found from its content.",
             show_default=False,
+            metavar="PATH",
         ),
     ],
     format: FormatOption = OutputFormat.text,
@@ -276,12 +278,14 @@ def diagnose_command(
         str | None,
         typer.Option(
             "--to",
+            metavar="ADDRESS",
             help="The on-premises SMTP address EOP connects to (public or inside), when the "
             "trace does not show it.",
         ),
     ] = None,
     acl: Annotated[
-        str | None, typer.Option("--acl", help="The firewall ACL / rule base to evaluate.")
+        str | None,
+        typer.Option("--acl", metavar="NAME", help="The firewall ACL / rule base to evaluate."),
     ] = None,
     probe: Annotated[
         bool,
@@ -293,7 +297,9 @@ def diagnose_command(
     ] = False,
     resolver: Annotated[
         str | None,
-        typer.Option("--resolver", help="DNS server for --probe (HOST[:PORT])."),
+        typer.Option(
+            "--resolver", metavar="HOST[:PORT]", help="DNS server for --probe (HOST[:PORT])."
+        ),
     ] = None,
     quiet: QuietOption = False,
 ) -> None:
