@@ -435,3 +435,56 @@ def test_remediation_xml_for_a_host_no_rule_names_yet() -> None:
     remedy, _ = prove_remediation("panos", XML, "192.0.2.25")
     assert "set service service-smtp-mfd protocol tcp port 25" in remedy.lines
     assert remedy.lines[-1] == "move rulebase security rules EXO-SMTP-in before deny-all"
+
+
+BRACE = """\
+#RANCID-CONTENT-TYPE: paloalto
+config {
+  devices {
+    localhost.localdomain {
+      vsys {
+        vsys1 {
+          address {
+            eop-40.92 {
+              ip-netmask 40.92.0.0/15;
+            }
+            "mail server" {
+              ip-netmask 198.51.100.25;
+            }
+          }
+          address-group {
+            EOP-SMTP {
+              static [ eop-40.92 ];
+            }
+          }
+          rulebase {
+            security {
+              rules {
+                allow-eop {
+                  from untrust;
+                  to trust;
+                  source EOP-SMTP;
+                  destination "mail server";
+                  service any;
+                  application smtp;
+                  action allow;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+def test_brace_format_and_its_remediation() -> None:
+    assert sniffed_as(BRACE) == "panos"
+    result = parse("panos", BRACE)
+    verdicts = table(result, "198.51.100.25")
+    assert verdicts["40.92.0.0/15"] == ("permitted",)
+    assert verdicts["40.107.0.0/16"] == ("blocked", "40.107.0.0/16")
+    remedy, _ = prove_remediation("panos", BRACE, "198.51.100.25")
+    assert remedy.lines[-1].startswith("set address-group EOP-SMTP static [ EXO-40.107.0.0_16")

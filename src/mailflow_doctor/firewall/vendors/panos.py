@@ -846,6 +846,24 @@ def _cleanup(config: _Config, builder: _Builder, stale: IPSet) -> tuple[str, ...
     return tuple(lines)
 
 
+def _quote(word: str) -> str:
+    return f'"{word}"' if not word or re.search(r"[\s\[\]{};\"]", word) else word
+
+
+def as_set_commands(text: str) -> str:
+    """A brace-format configuration rewritten as the equivalent `set` commands."""
+    out: list[str] = []
+    for statement in brace_statements(text):
+        words = [
+            "[ " + " ".join(_quote(w) for w in word) + " ]"
+            if isinstance(word, list)
+            else _quote(word)
+            for word in statement.words
+        ]
+        out.append(" ".join(words))
+    return "\n".join(out) + "\n"
+
+
 def _object_name(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
     return f"EXO-{network.network_address}_{network.prefixlen}".replace(":", "-")
 
@@ -900,6 +918,8 @@ def _extend(
     lines = (*address_lines, change)
     if form == "set":
         patched = insert_after_line(text, len(text.splitlines()), lines)
+    elif form == "brace":
+        patched = as_set_commands(text) + "\n".join(lines) + "\n"
     elif form == "xml":
         patched_xml = _xml_patch(
             text, gap, names, group, rule.name if group is None else None, None
@@ -964,6 +984,8 @@ def _new_rule(
         lines.append(f"move rulebase security rules {rule_name} before {anchor}")
     if form == "set":
         patched = insert_after_line(text, len(text.splitlines()), lines)
+    elif form == "brace":
+        patched = as_set_commands(text) + "\n".join(lines) + "\n"
     elif form == "xml":
         patched_xml = _xml_patch(
             text,
