@@ -345,3 +345,10 @@ def test_subnet_mask_written_as_wildcard_is_explained() -> None:
     text = "access-list 110 permit tcp 40.92.0.0 255.254.0.0 host 192.0.2.25 eq smtp\n"
     result = parse("cisco-ios", text)
     assert "you probably meant 40.92.0.0 0.1.255.255" in result.issues[0][1]
+
+
+def test_time_range_is_assumed_active_and_said_so() -> None:
+    text = "access-list 130 permit tcp any host 192.0.2.25 eq smtp time-range BUSINESS\n"
+    result = parse("cisco-ios", text)
+    assert table(result, "192.0.2.25")["40.92.0.0/15"] == ("permitted",)
+    assert any("time-range BUSINESS" in note for note in result.policy.notes)

@@ -493,6 +493,13 @@ class _Parser:
         lowered = [t.lower() for t in tokens]
         if any(t in ("log", "log-input") for t in lowered):
             logs = True
+        if "time-range" in lowered:
+            at = lowered.index("time-range")
+            name = tokens[at + 1] if at + 1 < len(tokens) else "?"
+            self.notes.append(
+                f"{self.path}:{self.current_line}: the entry uses time-range {name}; it is "
+                "evaluated as if the time range were active"
+            )
         if "established" in lowered:
             reason = (
                 "matches only established TCP (ACK or RST set); the SYN that opens an SMTP "
