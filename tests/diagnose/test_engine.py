@@ -219,15 +219,35 @@ def test_no_drop_log_is_not_proof() -> None:
 
 
 def test_logs_not_covering_window_give_coverage_gap_only() -> None:
-    records = [*mixed_trace(), span("EX01", 30, 90), session("EX01", 35, "40.92.1.1")]
+    records = [*mixed_trace(), span("EX01", 50, 90), session("EX01", 55, "40.92.1.1")]
     result = diagnose(bundle(*records, firewalls=(firewall(*PERMITTED_EOP),)))
     gap = result.finding("logs.coverage_gap")
     assert gap is not None
+    assert gap.severity == Severity.WARNING
     assert gap.data["window_utc"] == ["2026-11-27T21:10:00Z", "2026-11-27T21:40:00Z"]
     assert gap.data["covered_utc"] == [
-        {"server": "EX01", "first": "2026-11-27T21:30:00Z", "last": "2026-11-27T22:30:00Z"}
+        {"server": "EX01", "first": "2026-11-27T21:50:00Z", "last": "2026-11-27T22:30:00Z"}
     ]
     assert result.finding("logs.eop_sessions_absent") is None
+
+
+def test_logs_covering_part_of_the_window_are_judged_over_that_part_only() -> None:
+    records = [
+        *mixed_trace(),  # deferrals at 21:10, 21:25, 21:40
+        span("EX01", 20, 90),
+        session("EX01", 22, "40.92.1.1"),
+        session("EX01", 5, "40.107.9.9"),  # before the logs begin: cannot be there
+    ]
+    result = diagnose(bundle(*records, firewalls=(firewall(*PERMITTED_EOP),)))
+    gap = result.finding("logs.coverage_gap")
+    assert gap is not None
+    assert gap.severity == Severity.INFO
+    absent = result.finding("logs.eop_sessions_absent")
+    assert absent is not None
+    assert absent.data["deferrals_covered"] == 2
+    assert absent.data["deferrals"] == 3
+    assert absent.data["window_utc"] == ["2026-11-27T21:15:00Z", "2026-11-27T21:40:00Z"]
+    assert "cover 2 of the 3 deferrals" in absent.summary
 
 
 def test_hourly_files_join_into_coverage_and_silence_supports_the_gap() -> None:
@@ -373,7 +393,7 @@ def test_one_server_uncovered_is_info_and_the_other_is_still_judged() -> None:
     assert gap.data["servers"] == ["EX02"]
     absent = result.finding("logs.eop_sessions_absent")
     assert absent is not None
-    assert absent.data["servers"] == ["EX01"]
+    assert absent.data["servers"] == ["EX01", "EX02"]  # EX02 only over what it logged
 
 
 def test_logs_silence_from_every_eop_address_supports_nothing_listening() -> None:

@@ -71,7 +71,7 @@ def test_config_alone_needs_a_destination_or_finds_it_in_the_config() -> None:
     assert result.root.data["effective_destination"] == "10.0.0.25"
 
 
-def test_logs_that_miss_the_window_are_a_coverage_gap(tmp_path: Path) -> None:
+def test_logs_covering_one_hour_are_a_gap_and_judged_for_that_hour(tmp_path: Path) -> None:
     partial = tmp_path / "logs"
     for server in ("TSP-EX01", "TSP-EX02"):
         source = EXAMPLE / server / "FrontEnd" / "ProtocolLog" / "SmtpReceive"
@@ -83,7 +83,9 @@ def test_logs_that_miss_the_window_are_a_coverage_gap(tmp_path: Path) -> None:
     assert gap is not None
     assert gap.data["window_utc"] == ["2026-11-27T21:10:06Z", "2026-11-27T23:22:48Z"]
     assert {c["server"] for c in gap.data["covered_utc"]} == {"TSP-EX01", "TSP-EX02"}
-    assert result.finding("logs.eop_sessions_absent") is None
+    absent = result.finding("logs.eop_sessions_absent")
+    assert absent is not None  # judged over 21:10-21:59 only
+    assert 0 < absent.data["deferrals_covered"] < absent.data["deferrals"]
     assert result.root_cause == "firewall.eop_ranges_blocked"
 
 

@@ -2,7 +2,8 @@
 
 Protocol logging is on by default only for the Default Frontend connector and the logs are
 circular, so "no session from that address" means something only when the logs of a server
-span the whole deferral window. For servers whose logs do, the sessions from Exchange Online
+span the deferral window (or, for logs that cover part of it, only over that part and only
+when deferrals fall inside it). For the time covered, the sessions from Exchange Online
 are sorted by the ranges they came from: sessions only from permitted ranges, and none from
 the blocked ones, is the firewall gap seen from the inside.
 """
@@ -77,6 +78,19 @@ def logs_coverage(ctx: Context) -> Iterator[Finding]:
         )
         span_refs.setdefault(span.server or span.ref.path, []).append(span.ref)
     coverage = {server: merge(items) for server, items in per_server.items()}
+    times: list[datetime] = list(ctx.facts.get("deferral_times") or window)
+    judged: dict[str, list[Interval]] = {}
+    for server, items in coverage.items():
+        if covers(items, window):
+            judged[server] = [window]
+            continue
+        overlaps = [
+            (max(a - EDGE_SLACK, window[0]), min(b + EDGE_SLACK, window[1]))
+            for a, b in items
+            if a - EDGE_SLACK <= window[1] and b + EDGE_SLACK >= window[0]
+        ]
+        if any(lo <= t <= hi for t in times for lo, hi in overlaps):
+            judged[server] = overlaps  # silence counts, but only over these intervals
     covered = sorted(s for s, items in coverage.items() if covers(items, window))
     uncovered = sorted(s for s in coverage if s not in covered)
     window_json = [utc_iso(window[0]), utc_iso(window[1])]
@@ -86,47 +100,64 @@ def logs_coverage(ctx: Context) -> Iterator[Finding]:
         for a, b in items
     ]
     if uncovered:
-        all_gap = not covered
+        all_gap = not judged
+        partly = [s for s in uncovered if s in judged]
+        partly_text = (
+            f" Only the deferrals inside what {', '.join(partly)} logged are checked below."
+            if partly
+            else ""
+        )
         yield Finding(
             id="logs.coverage_gap",
             severity=Severity.WARNING if all_gap else Severity.INFO,
             title=(
                 "The SMTP receive logs do not cover the deferral window"
                 if all_gap
-                else f"Receive logs of {', '.join(uncovered)} do not cover the deferral window"
+                else f"Receive logs of {', '.join(uncovered)} do not cover the whole "
+                "deferral window"
             ),
             summary=(
                 f"The deferrals ran from {window_json[0]} to {window_json[1]}; the receive logs "
                 f"of {', '.join(uncovered)} cover only part of that (or none), so their silence "
-                "proves nothing. Collect the SmtpReceive logs of every hybrid server for the "
-                "whole window (logging is on by default only for Default Frontend)."
+                "outside what they cover proves nothing. Collect the SmtpReceive logs of every "
+                "hybrid server for the whole window (logging is on by default only for Default "
+                f"Frontend).{partly_text}"
             ),
             confidence=1.0,
             data={"window_utc": window_json, "covered_utc": covered_json, "servers": uncovered},
             evidence=tuple(r for s in uncovered for r in span_refs[s][:2]),
             can_be_root_cause=False,
         )
-    if not covered:
+    if not judged:
         return
-    yield from _sessions(ctx, window, window_json, covered, span_refs)
+    yield from _sessions(ctx, times, judged, span_refs)
 
 
 def _sessions(
     ctx: Context,
-    window: Interval,
-    window_json: list[str | None],
-    covered: list[str],
+    times: list[datetime],
+    judged: dict[str, list[Interval]],
     span_refs: dict[str, list[SourceRef]],
 ) -> Iterator[Finding]:
     eop = ctx.bundle.endpoints.eop_smtp_ranges()
     eop_cidrs = ctx.bundle.endpoints.eop_smtp_cidrs()
+    covered = sorted(judged)
+    intervals = [iv for items in judged.values() for iv in items]
+    first = min(lo for lo, _ in intervals)
+    last = max(hi for _, hi in intervals)
+    window_json = [utc_iso(first), utc_iso(last)]
+    counted = sum(1 for t in times if any(lo <= t <= hi for lo, hi in intervals))
+    partial = counted < len(times)
+
+    def inside(server: str, when: datetime) -> bool:
+        return any(lo - EDGE_SLACK <= when <= hi + EDGE_SLACK for lo, hi in judged.get(server, []))
+
     sessions = [
         s
         for s in ctx.bundle.of(SmtpSession)
         if s.direction == "receive"
-        and (s.server in covered or s.ref.path in covered)
         and s.start_utc is not None
-        and window[0] - EDGE_SLACK <= s.start_utc <= window[1] + EDGE_SLACK
+        and (inside(s.server, s.start_utc) or inside(s.ref.path, s.start_utc))
     ]
     eop_remotes = within((s.remote_ip for s in sessions), eop)
     from_eop = [s for s in sessions if s.remote_ip in eop_remotes]
@@ -143,6 +174,8 @@ def _sessions(
     base = {
         "window_utc": window_json,
         "servers": covered,
+        "deferrals_covered": counted,
+        "deferrals": len(times),
         "eop_sessions": len(from_eop),
         "eop_ranges_seen": seen_ranges,
     }
@@ -154,8 +187,13 @@ def _sessions(
             if from_eop
             else "no session from Exchange Online arrived at all"
         )
+        scope = (
+            f"cover {counted} of the {len(times)} deferrals ({window_json[0]} to {window_json[1]})"
+            if partial
+            else "cover the whole deferral window"
+        )
         summary = (
-            f"The receive logs of {', '.join(covered)} cover the whole deferral window: "
+            f"The receive logs of {', '.join(covered)} {scope}: "
             f"{seen_text}; none came from the blocked or denied sources "
             f"({', '.join(blocked[:4])}{', ...' if len(blocked) > 4 else ''})."
         )
@@ -211,9 +249,14 @@ def _sessions(
             can_be_root_cause=False,
         )
     elif not from_eop:
+        scope = (
+            f"cover {counted} of the {len(times)} deferrals"
+            if partial
+            else "cover the whole deferral window"
+        )
         text = (
-            f"The receive logs of {', '.join(covered)} cover the whole deferral window and hold "
-            "no session from any Exchange Online address: the attempts did not reach Exchange."
+            f"The receive logs of {', '.join(covered)} {scope} and hold no session from any "
+            "Exchange Online address: the attempts did not reach Exchange."
         )
         for target in ("smtp.nothing_listening", "smtp.connection_timeout"):
             support(ctx.facts, target, text, refs[:1], 0.05, source_id="logs.eop_sessions_absent")

@@ -160,6 +160,7 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
     ctx.facts["per_target"] = {k: v.to_json() for k, v in tallies.items() if k}
     if times:
         ctx.facts["deferral_window"] = (min(times), max(times))
+        ctx.facts["deferral_times"] = sorted(times)
     if not deferrals and not pending:
         return
     first, last = (min(times), max(times)) if times else (None, None)
