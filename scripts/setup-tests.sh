@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="iptables nftables iproute2 dnsmasq chromium postfix ca-certificates"
+APT_PACKAGES="iptables nftables ipset iproute2 dnsmasq chromium postfix ca-certificates"
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
   missing=""
   for pkg in $APT_PACKAGES; do

@@ -320,8 +320,23 @@ class FirewallLab:
         return run("ip", "netns", "exec", self.firewall_ns, *args, stdin=stdin)
 
     def load_iptables(self, text: str) -> None:
-        self.firewall("nft", "flush", "ruleset")
-        self.firewall("iptables-restore", stdin=text)
+        """iptables-save text, with `ipset save` lines (create / add) ahead of it if any."""
+        self._load_xtables("iptables-restore", text)
+
+    def load_ip6tables(self, text: str) -> None:
+        self._load_xtables("ip6tables-restore", text)
+
+    def _load_xtables(self, restore: str, text: str) -> None:
+        self.firewall("nft", "flush", "ruleset")  # drops the rules that still use old ipsets
+        ipset_lines = [line for line in text.splitlines() if line.startswith(("create ", "add "))]
+        rules = [line for line in text.splitlines() if not line.startswith(("create ", "add "))]
+        if shutil.which("ipset"):
+            self.firewall("ipset", "destroy")
+            if ipset_lines:
+                self.firewall("ipset", "restore", stdin="\n".join(ipset_lines) + "\n")
+        elif ipset_lines:
+            raise RuntimeError("this policy needs ipset (apt-get install ipset)")
+        self.firewall(restore, stdin="\n".join(rules) + "\n")
 
     def load_nftables(self, text: str) -> None:
         self.firewall("nft", "flush", "ruleset")
@@ -351,10 +366,6 @@ class FirewallLab:
         """The client addresses of the destination's family."""
         v6 = ":" in destination
         return [src for src in self.sources if (":" in src) == v6]
-
-    def load_ip6tables(self, text: str) -> None:
-        self.firewall("nft", "flush", "ruleset")
-        self.firewall("ip6tables-restore", stdin=text)
 
     def close(self) -> None:
         for process in self._processes:

@@ -63,12 +63,13 @@ FAMILIES = {
 class Match:
     sources: tuple[str, ...] = ()  # CIDRs or "a-b" ranges; empty: any source
     negate: bool = False
-    use_set: bool = False  # nftables: put the sources into a named set
+    use_set: bool = False  # put the sources into a named set (nftables) or an ipset
     port: str = "any"  # any | 25 | 587 | multi | range | not25 | not587
     proto: str = "tcp"  # tcp | udp | any
     state: str = ""  # "" | new | est
     iface: str = ""  # "" | in | other | notlo | wildcard
     dest: str = ""  # "" | target | public | other
+    nomatch: tuple[str, ...] = ()  # ipset only: `nomatch` entries (most specific entry wins)
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,10 @@ def _match(draw: st.DrawFn, prenat: bool = False, version: int = 4) -> Match:
         iface = ""
     dest = draw(st.sampled_from(("", "", "target", "public", "other")))
     use_set = len(sources) >= 1 and "-" not in sources[0] and draw(st.booleans())
-    return Match(sources, negate, use_set, port, proto, state, iface, dest)
+    nomatch: tuple[str, ...] = ()
+    if use_set:
+        nomatch = tuple(draw(st.lists(_block_st(version), max_size=2, unique=True)))
+    return Match(sources, negate, use_set, port, proto, state, iface, dest, nomatch)
 
 
 @st.composite
@@ -247,7 +251,9 @@ def _dest_address(spec: Spec, dest: str, prenat: bool) -> str | None:
     return family.local
 
 
-def _ipt_match(spec: Spec, m: Match, iface: str, prenat: bool) -> list[str]:
+def _ipt_match(
+    spec: Spec, m: Match, iface: str, prenat: bool, ipsets: list[str] | None = None
+) -> list[str]:
     parts: list[str] = []
     if m.iface == "in":
         parts.append(f"-i {iface}")
@@ -260,6 +266,14 @@ def _ipt_match(spec: Spec, m: Match, iface: str, prenat: bool) -> list[str]:
     if m.sources:
         if "-" in m.sources[0]:
             parts.append(f"-m iprange {'! ' if m.negate else ''}--src-range {m.sources[0]}")
+        elif m.use_set and ipsets is not None:
+            name = f"s{sum(1 for line in ipsets if line.startswith('create'))}"
+            members = IPSet.parse(*m.sources).cidrs()
+            inet = "inet" if spec.version == 4 else "inet6"
+            ipsets.append(f"create {name} hash:net family {inet}")
+            ipsets.extend(f"add {name} {cidr}" for cidr in members)
+            ipsets.extend(f"add {name} {c} nomatch" for c in m.nomatch if c not in members)
+            parts.append(f"-m set {'! ' if m.negate else ''}--match-set {name} src")
         elif m.negate:
             parts.append(f"! -s {m.sources[0]}")
         else:
@@ -305,11 +319,12 @@ def _ipt_target(action: str, version: int = 4) -> str:
 
 def render_iptables(spec: Spec, iface: str) -> str:
     main = "FORWARD" if spec.mode == "dnat" else "INPUT"
+    ipsets: list[str] = []  # `ipset save` lines, written ahead of the tables
     prenat = [
         " ".join(
             [
                 "-A PREROUTING",
-                *_ipt_match(spec, r.match, iface, prenat=True),
+                *_ipt_match(spec, r.match, iface, True, ipsets),
                 _ipt_target(r.action, spec.version),
             ]
         )
@@ -331,7 +346,7 @@ def render_iptables(spec: Spec, iface: str) -> str:
         if main == "FORWARD":
             lines.append("-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
         for rule in spec.second:
-            parts = _ipt_match(spec, rule.match, iface, prenat=False)
+            parts = _ipt_match(spec, rule.match, iface, False, ipsets)
             lines.append(" ".join([f"-A {main}", *parts, _ipt_target(rule.action, spec.version)]))
     lines += ["COMMIT", "*nat"]
     lines += [f":{c} ACCEPT [0:0]" for c in ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")]
@@ -349,10 +364,10 @@ def render_iptables(spec: Spec, iface: str) -> str:
         lines.append("-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
     for chain, rules in ((main, spec.main), *((f"U{i + 1}", r) for i, r in enumerate(spec.users))):
         for rule in rules:
-            parts = _ipt_match(spec, rule.match, iface, prenat=False)
+            parts = _ipt_match(spec, rule.match, iface, False, ipsets)
             lines.append(" ".join([f"-A {chain}", *parts, _ipt_target(rule.action, spec.version)]))
     lines += ["COMMIT", ""]
-    return "\n".join(lines)
+    return "\n".join([*ipsets, *lines])
 
 
 # ---- nftables ---------------------------------------------------------------------------------

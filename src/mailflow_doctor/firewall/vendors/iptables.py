@@ -167,8 +167,9 @@ class IpsetDef:
     name: str
     kind: str
     family: int
-    members: IPSet = field(default_factory=IPSet)
-    excluded: IPSet = field(default_factory=IPSet)
+    # (prefix length, addresses, nomatch) per `add` line: hash:net looks up the most specific
+    # entry that contains the address, and a `nomatch` entry there means "not in the set".
+    entries: list[tuple[int, IPSet, bool]] = field(default_factory=list)
     list_members: list[str] = field(default_factory=list)
     create_line: int = 0
     last_line: int = 0
@@ -559,7 +560,9 @@ def _ipset_members(sets: dict[str, IpsetDef], name: str, seen: set[str]) -> IPSe
     if ipset is None or name in seen:
         return IPSet()
     seen.add(name)
-    result = ipset.members - ipset.excluded
+    result = IPSet()
+    for _, addresses, nomatch in sorted(ipset.entries, key=lambda e: e[0]):
+        result = (result - addresses) if nomatch else (result | addresses)
     for member in ipset.list_members:
         result = result | _ipset_members(sets, member, seen)
     return result
@@ -711,10 +714,9 @@ def _ipset_line(line: str, number: int, state: _State) -> None:
     except AddressParseError:
         state.issues.append((number, f"ipset {name}: not an address: {address!r}"))
         return
-    if "nomatch" in tokens[3:]:
-        ipset.excluded = ipset.excluded | members
-    else:
-        ipset.members = ipset.members | members
+    nomatch = "nomatch" in tokens[3:]
+    for network in members.networks():
+        ipset.entries.append((network.prefixlen, IPSet.from_networks([network]), nomatch))
 
 
 def _chain_id(family: int, table: str, chain: str) -> str:
@@ -1108,7 +1110,8 @@ def _add_to_ipset(text: str, name: str, cidrs: list[str]) -> tuple[str, list[str
                 excluded = IPSet.parse(words[2])
             except AddressParseError:
                 continue
-            if excluded.overlaps(adding):
+            # a nomatch entry wider than the new one loses to it (most specific wins)
+            if excluded.issubset(adding):
                 drop.append(index)
                 commands.append(f"ipset del {name} {words[2]}")
     after = ipset.last_line or ipset.create_line
