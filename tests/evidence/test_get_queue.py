@@ -139,3 +139,23 @@ def test_sample_dag_queue_facts(samples: Path) -> None:
     assert entry.reason is not None
     assert entry.reason.fqdn == "MAILSERVER.DOMAIN.LOCAL"
     assert entry.last_retry_utc == datetime(2021, 1, 15, 23, 50, 5, tzinfo=UTC)
+
+
+def test_queue_digest_names_the_server(tmp_path: Path) -> None:
+    path = tmp_path / "digest.txt"
+    path.write_text(
+        "QueueIdentity      : 18\n"
+        "ServerIdentity     : TSP-EX01\n"
+        "DeliveryType       : SmartHostConnectorDelivery\n"
+        "NextHopDomain      : tailspintoys.mail.onmicrosoft.com\n"
+        "Status             : Retry\n"
+        "MessageCount       : 37\n"
+        "LastError          : 451 4.4.397 Error communicating with target host. -> 421 4.2.1 "
+        "Unable to connect -> SocketConnectionRefused: Socket error code 10061\n",
+        encoding="utf-8",
+    )
+    kind, [entry], _ctx = read(path)
+    assert kind == "exchange.get_queue"
+    assert entry.server == "TSP-EX01"
+    assert entry.identity == "18"
+    assert entry.extra == ()

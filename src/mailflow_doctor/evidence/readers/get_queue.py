@@ -77,6 +77,8 @@ _KNOWN = frozenset(
         "firstretrytime",
         "deferredmessagecount",
         "runspaceid",
+        "serveridentity",
+        "pscomputername",
     }
 )
 
@@ -101,6 +103,7 @@ def _time_order(rows: Sequence[TableRow]) -> tuple[DateOrder | None, str]:
 def _entry(row: TableRow, doc: Document, ctx: ReadContext, order: DateOrder | None) -> QueueEntry:
     identity = row.get("Identity", "QueueIdentity")
     server = identity.partition("\\")[0] if "\\" in identity else ""
+    server = server or row.get("ServerIdentity", "PSComputerName")  # Get-QueueDigest, remoting
     last_error = row.get("LastError")
     zone = ctx.timezone
 
