@@ -159,3 +159,17 @@ def test_queue_digest_names_the_server(tmp_path: Path) -> None:
     assert entry.server == "TSP-EX01"
     assert entry.identity == "18"
     assert entry.extra == ()
+
+
+def test_default_table_view() -> None:
+    kind, entries, ctx = read(FIXTURES / "getqueue_table.txt")
+    assert kind == "exchange.get_queue"
+    assert [(e.identity, e.status, e.message_count) for e in entries] == [
+        ("TSP-EX01\\18", "Retry", 37),
+        ("TSP-EX01\\Submission", "Ready", 0),
+        ("TSP-EX01\\Shadow\\3", "Ready", 2),
+    ]
+    assert entries[0].next_hop_domain == "tailspintoys.mail.onmicrosoft.com"
+    assert entries[0].delivery_type == "SmartHo..."  # cut by the console, kept as shown
+    assert entries[0].last_error == ""
+    assert "Format-List" in str(ctx.issues.issues[0])

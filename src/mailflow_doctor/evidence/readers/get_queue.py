@@ -22,8 +22,10 @@ from mailflow_doctor.evidence.reason import parse_reason
 from mailflow_doctor.evidence.records import QueueEntry
 from mailflow_doctor.evidence.registry import register_reader
 from mailflow_doctor.evidence.tabular import (
+    Header,
     TableRow,
     format_list_keys,
+    normalise_name,
     read_format_list,
     read_rows,
     sniff_table,
@@ -166,6 +168,60 @@ def _read_table(doc: Document, ctx: ReadContext, rows: Iterator[TableRow]) -> It
         yield _entry(row, doc, ctx, order)
 
 
+_DASHES = re.compile(r"^\s*-+(?:\s+-+)+\s*$")
+
+
+def _table_header(lines: Sequence[str]) -> int | None:
+    """Index of the header line of `Get-Queue` default (Format-Table) output, if any."""
+    for index in range(len(lines) - 1):
+        if _DASHES.match(lines[index + 1]):
+            words = {normalise_name(w) for w in lines[index].split()}
+            if "deliverytype" in words and len(words & QUEUE_KEYS) >= 3:
+                return index
+    return None
+
+
+def _read_format_table(doc: Document, ctx: ReadContext) -> Iterator[TableRow]:
+    """Rows of the default table view. Columns are placed by the dashes under the header;
+    the console cuts long values with `...`, which is kept (and said) rather than guessed."""
+    header_line: str | None = None
+    starts: list[int] = []
+    names: list[str] = []
+    header: Header | None = None
+    previous = ""
+    warned = False
+    for line in doc.lines():
+        text = line.text.replace("\x00", "").rstrip()
+        if header is None:
+            if _DASHES.match(text) and previous:
+                header_line = previous
+                starts = [m.start() for m in re.finditer(r"-+", text)]
+                names = [
+                    header_line[a:b].strip()
+                    for a, b in zip(starts, [*starts[1:], None], strict=False)
+                ]
+                header = Header(tuple(names))
+            previous = text
+            continue
+        if not text.strip():
+            continue
+        if text.lstrip().startswith(("[PS]", "PS ")) or _DASHES.match(text):
+            continue
+        values = [
+            text[a:b].strip() if a < len(text) else ""
+            for a, b in zip(starts, [*starts[1:], None], strict=False)
+        ]
+        if not warned and any(v.endswith(("...", "\u2026")) for v in values):
+            warned = True
+            ctx.warn(
+                doc,
+                line.number,
+                "the table view cut some values ('...') and shows no LastError; "
+                "Get-Queue | Format-List gives the whole queue",
+            )
+        yield TableRow(line.number, tuple(values), header, text[:300])
+
+
 def _bare_errors(lines: Sequence[str]) -> list[tuple[int, str]]:
     """Lines of a pasted LastError (or several): each one that on-premises transport wrote."""
     found: list[tuple[int, str]] = []
@@ -190,6 +246,8 @@ class GetQueueReader:
         shape = sniff_table(lines)
         if shape is not None and _is_queue_table(set(shape.header.keys)):
             return "csv", 90
+        if _table_header(lines) is not None:
+            return "table", 85
         # A short paste of LastError lines: nothing else in it.
         content = [line for line in lines if line.strip()]
         if (
@@ -209,6 +267,8 @@ class GetQueueReader:
             yield from _read_table(doc, ctx, read_format_list(doc, ctx))
         elif mode == "csv":
             yield from _read_table(doc, ctx, read_rows(doc, ctx))
+        elif mode == "table":
+            yield from _read_table(doc, ctx, _read_format_table(doc, ctx))
         elif mode == "bare":
             for line in doc.lines():
                 text = line.text.strip().strip("'\"")
