@@ -462,3 +462,23 @@ def test_one_dead_target_among_two_is_judged_per_target() -> None:
         "dns.target_mismatch" if result.root_cause == "smtp.nothing_listening" else dead.id
     )
     assert loser is None or loser.ruled_out
+
+
+def test_old_reason_form_without_an_address_still_finds_target_and_gap() -> None:
+    """2017-style `{FQDN=host};{IP=}`: the address comes from the deliveries to that host."""
+    from dataclasses import replace
+
+    def by_name(minute: float, msg: str) -> TraceEvent:
+        event = defer(minute, msg=msg)
+        assert event.reason is not None
+        return replace(event, reason=replace(event.reason, ip=None, port=None))
+
+    records = [by_name(10, "m1"), by_name(25, "m3"), sent(12, msg="m2"), sent(30, msg="m4")]
+    result = diagnose(bundle(*records, firewalls=(firewall(*PERMITTED_EOP),)))
+    assert result.root_cause == "firewall.eop_ranges_blocked"
+    root = result.root
+    assert root is not None
+    assert root.data["destination"] == PUBLIC
+    summary = result.finding("trace.deferrals")
+    assert summary is not None
+    assert summary.data["per_target"][PUBLIC]["refused"] == 2

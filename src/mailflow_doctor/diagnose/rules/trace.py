@@ -96,11 +96,31 @@ def _target_of(event: TraceEvent) -> str:
     return reason.ip or reason.proxy_target_ip or reason.fqdn or reason.proxy_target_host or ""
 
 
-def _delivery_target(event: TraceEvent) -> str:
+def _delivery_pair(event: TraceEvent) -> tuple[str, str]:
+    """(host, ip) from "Message sent to HOST at IP ..."; either may be empty."""
     match = _SENT_AT.search(event.detail or "")
     if not match:
-        return ""
-    return match.group("ip") or match.group("host") or ""
+        return "", ""
+    return match.group("host") or "", match.group("ip") or ""
+
+
+def _aliases(deferrals: list[TraceEvent], events: list[TraceEvent]) -> dict[str, str]:
+    """Host name (lower case) -> the IP address Exchange Online reached it at."""
+    aliases: dict[str, str] = {}
+    for event in deferrals:
+        reason = event.reason
+        if reason is None:
+            continue
+        ip = reason.ip or reason.proxy_target_ip
+        for host in (reason.fqdn, reason.proxy_target_host):
+            if host and ip and is_ip(ip):
+                aliases.setdefault(host.lower(), ip)
+    for event in events:
+        if event.event.strip().lower() in DELIVERY_EVENTS:
+            host, ip = _delivery_pair(event)
+            if host and ip and is_ip(ip):
+                aliases.setdefault(host.lower(), ip)
+    return aliases
 
 
 @check("trace.deferrals", order=10)
@@ -113,6 +133,14 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
     targets: dict[str, None] = {}
     tallies: dict[str, TargetTally] = {}
     times: list[datetime] = []
+    # A name Exchange Online tried maps to the address it reached (FQDN + LastAttemptedIP, or
+    # "sent to HOST at IP"), so deliveries and refusals logged one by name and the other by
+    # address meet in one tally, and the firewall is judged for the address.
+    aliases = _aliases(deferrals, events)
+
+    def canon(target: str) -> str:
+        return aliases.get(target.lower(), target)
+
     for event in deferrals:
         seen_code = (event.reason.code if event.reason else None) or "unknown"
         by_code[seen_code] += 1  # as reported; ranking folds 5.4.316 into 4.4.316
@@ -125,7 +153,7 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
                     targets[value] = None
         if event.time_utc is not None:
             times.append(event.time_utc)
-        tally = tallies.setdefault(_target_of(event), TargetTally())
+        tally = tallies.setdefault(canon(_target_of(event)), TargetTally())
         if code == REFUSED:
             tally.refused += 1
             tally.refused_refs.append(event)
@@ -133,18 +161,12 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
             tally.timeout += 1
         else:
             tally.other += 1
-    # A name Exchange Online tried maps to the address it reached (FQDN + LastAttemptedIP),
-    # so that deliveries logged by name and refusals logged by address meet in one tally.
-    aliases: dict[str, str] = {}
-    for event in deferrals:
-        if event.reason is not None and event.reason.fqdn and event.reason.ip:
-            aliases.setdefault(event.reason.fqdn.lower(), event.reason.ip)
     # Deliveries: from detail events when present, else from the summary's ToIP.
     delivered_ids: set[str] = set()
     for event in events:
         if event.event.strip().lower() in DELIVERY_EVENTS:
-            target = _delivery_target(event)
-            target = aliases.get(target.lower(), target)
+            host, ip = _delivery_pair(event)
+            target = canon(ip or host)
             if target:
                 tallies.setdefault(target, TargetTally()).delivered += 1
                 delivered_ids.add(event.message_id or event.trace_id)
@@ -155,7 +177,7 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
     pending = [m for m in messages if m.status.lower() in ("pending", "failed", "deferred")]
 
     ctx.facts["smtp_targets"] = list(targets)
-    ctx.facts["target_ips"] = [t for t in targets if is_ip(t)]
+    ctx.facts["target_ips"] = list(dict.fromkeys(canon(t) for t in targets if is_ip(canon(t))))
     ctx.facts["deferral_codes"] = normalised
     ctx.facts["per_target"] = {k: v.to_json() for k, v in tallies.items() if k}
     if times:
