@@ -31,6 +31,11 @@ DEFERRAL_EVENTS = frozenset({"defer", "fail", "deferred", "failed"})
 DELIVERY_EVENTS = frozenset({"send external", "deliver", "send", "sendexternal", "delivered"})
 _SENT_AT = re.compile(r"\bsent to (?P<host>[^\s,]+)(?: at (?P<ip>[0-9A-Fa-f:.]+))?", re.I)
 REFUSED = "4.4.316"
+DETAIL_EXPORT = (
+    "Get-MessageTraceV2 -StartDate (Get-Date).AddDays(-2) -EndDate (Get-Date) -Status Pending "
+    "| Get-MessageTraceDetailV2 | Export-Csv MessageTraceDetail.csv -NoTypeInformation "
+    "-Encoding UTF8",
+)
 TIMEOUT = "4.4.315"
 
 
@@ -219,6 +224,7 @@ def trace_deferrals(ctx: Context) -> Iterator[Finding]:
             "per_target": {k: v.to_json() for k, v in tallies.items() if k},
         },
         evidence=event_refs(deferrals, 3) if deferrals else ref_list(pending, limit=3),
+        remediation=() if deferrals else DETAIL_EXPORT,
         can_be_root_cause=False,
     )
     yield from _shape_findings(ctx, tallies, by_code)
