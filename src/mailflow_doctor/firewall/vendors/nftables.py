@@ -1380,6 +1380,11 @@ def build_policy(rs: _Ruleset, issues: list[tuple[int | None, str]]) -> ParseRes
     for key, info in rs.chains.items():
         family, table, name = key
         if family not in ("ip", "ip6", "inet"):
+            if family == "netdev" and info.get("hook") == "ingress" and rs.rules.get(key):
+                notes.append(
+                    f"the netdev ingress chain {table} {name} runs before everything else and "
+                    "is not evaluated: check it by hand if it filters port 25"
+                )
             continue
         builder = _RuleBuilder(rs, family, table, inbound)
         rules: list[Rule] = []
