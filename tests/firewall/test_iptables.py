@@ -17,6 +17,7 @@ from mailflow_doctor.firewall.registry import (
     parsers,
 )
 from mailflow_doctor.firewall.vendors.iptables import parse_iptables, remediate_iptables
+from mailflow_doctor.knowledge.ipranges import IPSet
 
 EOP_V4 = ["40.92.0.0/15", "40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17"]
 EOP_V6 = ["2a01:111:f400::/48", "2a01:111:f403::/48"]
@@ -334,3 +335,34 @@ def test_remediation_uses_the_ipset_of_the_right_family() -> None:
     assert remedy.lines == ("ipset add eop6 2a01:111:f403::/48",)
     patched = parse_iptables(remedy.patched_text or "", "rules", ParseOptions())
     assert not check_ranges(patched.policy, "2001:db8::25", EOP).missing
+
+
+def test_cleanup_names_rules_and_ipset_entries_with_only_retired_ranges() -> None:
+    retired = IPSet.parse("65.55.88.0/24", "157.55.234.0/24")
+    text = HOST.replace(
+        "add eop4 40.92.0.0/15\n", "add eop4 40.92.0.0/15\nadd eop4 157.55.234.0/24\n"
+    )
+    text = text.replace(
+        "-A SMTP -s 104.47.0.0/18 -j ACCEPT\n",
+        "-A SMTP -s 104.47.0.0/18 -j ACCEPT\n-A SMTP -s 65.55.88.0/24 -j ACCEPT\n",
+    )
+    result = parse_iptables(text, "rules", ParseOptions())
+    check = check_ranges(result.policy, "192.0.2.25", EOP, retired=retired)
+    remedy = remediate_iptables(text, result, check)
+    assert remedy is not None
+    assert remedy.cleanup == (
+        "ipset del eop4 157.55.234.0/24",
+        "iptables -D SMTP -s 65.55.88.0/24 -j ACCEPT",
+    )
+    # nothing missing: the cleanup alone is offered
+    full = (
+        "*filter\n:INPUT DROP [0:0]\n"
+        + "".join(f"-A INPUT -s {r} -p tcp --dport 25 -j ACCEPT\n" for r in EOP_V4)
+        + "-A INPUT -s 65.55.88.0/24 -p tcp --dport 25 -j ACCEPT\nCOMMIT\n"
+    )
+    result = parse_iptables(full, "rules", ParseOptions())
+    check = check_ranges(result.policy, "192.0.2.25", EOP, retired=retired)
+    remedy = remediate_iptables(full, result, check)
+    assert remedy is not None
+    assert remedy.lines == ()
+    assert remedy.cleanup == ("iptables -D INPUT -s 65.55.88.0/24 -p tcp --dport 25 -j ACCEPT",)

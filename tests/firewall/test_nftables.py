@@ -17,6 +17,7 @@ from mailflow_doctor.firewall.registry import (
     best_parser,
 )
 from mailflow_doctor.firewall.vendors.nftables import parse_nftables, remediate_nftables
+from mailflow_doctor.knowledge.ipranges import IPSet
 
 DATA = Path(__file__).parent / "data"
 GATEWAY_TEXT = (DATA / "nft_gateway.nft").read_text(encoding="utf-8")
@@ -285,3 +286,27 @@ def test_json_parser_never_raises_on_mutated_input(objects: list[object]) -> Non
     except FirewallParseError:
         return
     check_ranges(result.policy, "192.0.2.25", EOP_V4)
+
+
+def test_cleanup_names_set_elements_and_rules_with_only_retired_ranges() -> None:
+    retired = IPSet.parse("65.55.88.0/24", "157.55.234.0/24")
+    text = (
+        HOST.replace(
+            "elements = { 40.92.0.0/15, 40.107.0.0/16, 104.47.0.0/17 }",
+            "elements = { 40.92.0.0/15, 40.107.0.0/16, 104.47.0.0/17, 157.55.234.0/24 }",
+        )
+        .replace(
+            "\t\tiif lo accept\n",
+            "\t\tiif lo accept\n\t\tip saddr 65.55.88.0/24 tcp dport 25 accept\n",
+        )
+        .replace("40.0.0.0/8, ", "40.0.0.0/8, 65.0.0.0/8, 157.0.0.0/8, ")
+    )
+    result = parse_nftables(text, "nftables.conf", ParseOptions())
+    check = check_ranges(result.policy, "192.0.2.25", EOP, retired=retired)
+    assert check.stale_cidrs == ["65.55.88.0/24", "157.55.234.0/24"]
+    remedy = remediate_nftables(text, result, check)
+    assert remedy is not None
+    assert remedy.cleanup == (
+        "nft delete element inet filter eop { 157.55.234.0/24 }",
+        "delete line 12: ip saddr 65.55.88.0/24 tcp dport 25 accept",
+    )

@@ -1014,8 +1014,52 @@ def _accepting_set(result: ParseResult, text: str, destination: str) -> str | No
 
 
 def remediate_iptables(text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
-    if not check.missing:
-        return None
+    """Lines that close the gap, plus optional lines that remove retired EOP ranges."""
+    cleanup = _cleanup(text, result, check)
+    remedy = _remediate_missing(text, result, check) if check.missing else None
+    if remedy is None:
+        if not cleanup:
+            return None
+        return Remediation(
+            (),
+            "Every published range is permitted. Optionally remove the ranges Exchange Online "
+            "no longer uses (lines below).",
+            None,
+            (),
+            cleanup,
+        )
+    return replace(remedy, cleanup=cleanup)
+
+
+def _cleanup(text: str, result: ParseResult, check: RangeCheck) -> tuple[str, ...]:
+    """`-D` for ACCEPT rules and `ipset del` for set entries that hold only retired ranges."""
+    if not check.stale:
+        return ()
+    state = _State(result.policy.path, _options_of(result))
+    _parse_lines(text, state)
+    lines: list[str] = []
+    for parsed in state.rules:
+        rule = parsed.rule
+        if parsed.target != "ACCEPT" or parsed.table == "nat" or not rule.sources:
+            continue
+        if rule.dst_ports is not None and check.evaluation.port not in rule.dst_ports:
+            continue
+        set_match = re.search(r"(!\s+)?--match-set\s+(\S+)\s+src", parsed.text)
+        if set_match and not set_match.group(1) and set_match.group(2) in state.ipsets:
+            ipset = state.ipsets[set_match.group(2)]
+            for _, addresses, nomatch in ipset.entries:
+                if not nomatch and addresses.issubset(check.stale):
+                    lines.append(f"ipset del {ipset.name} {addresses.cidrs()[0]}")
+            continue
+        if rule.sources.issubset(check.stale):
+            tool = "ip6tables" if parsed.family == 6 else "iptables"
+            table = "" if parsed.table == "filter" else f"-t {parsed.table} "
+            spec = re.sub(r"^(?:\S+\s+)*?-[AI]\s+\S+\s+(?:\d+\s+)?", "", parsed.text)
+            lines.append(f"{tool} {table}-D {parsed.chain} {spec}")
+    return tuple(dict.fromkeys(lines))
+
+
+def _remediate_missing(text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
     evaluation = check.evaluation
     destination = evaluation.destination
     port = evaluation.port

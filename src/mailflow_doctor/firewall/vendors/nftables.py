@@ -1713,8 +1713,58 @@ def _accepting_set(
 
 
 def remediate_nftables(text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
-    if not check.missing:
-        return None
+    """Lines that close the gap, plus optional lines that remove retired EOP ranges."""
+    cleanup = _cleanup(text, result, check)
+    remedy = _remediate_missing(text, result, check) if check.missing else None
+    if remedy is None:
+        if not cleanup:
+            return None
+        return Remediation(
+            (),
+            "Every published range is permitted. Optionally remove the ranges Exchange Online "
+            "no longer uses (lines below).",
+            None,
+            (),
+            cleanup,
+        )
+    return replace(remedy, cleanup=cleanup)
+
+
+def _cleanup(text: str, result: ParseResult, check: RangeCheck) -> tuple[str, ...]:
+    """`delete element` for set entries and the accept rules that hold only retired ranges."""
+    if not check.stale:
+        return ()
+    try:
+        objects = _objects(text, result.policy.path)
+    except (ValueError, TypeError):
+        return ()
+    lines: list[str] = []
+    for obj in objects:
+        body = obj.get("set")
+        if not isinstance(body, dict):
+            continue
+        family, table, name = body.get("family"), body.get("table"), body.get("name")
+        for element in body.get("elem") or []:
+            try:
+                addresses = _addresses(
+                    element, _Ruleset(result.policy.path, ParseOptions()), "", ""
+                )
+            except (ValueError, KeyError, TypeError, AddressParseError):
+                continue
+            if addresses and addresses.issubset(check.stale):
+                cidrs = ", ".join(addresses.cidrs())
+                lines.append(f"nft delete element {family} {table} {name} {{ {cidrs} }}")
+    for chain in result.policy.chains.values():
+        for rule in chain.rules:
+            if rule.action != Action.PERMIT or not rule.sources:
+                continue
+            if rule.sources.issubset(check.stale):
+                where = f"line {rule.origin.line}" if rule.origin.line else "the rule"
+                lines.append(f"delete {where}: {rule.origin.text}")
+    return tuple(dict.fromkeys(lines))
+
+
+def _remediate_missing(text: str, result: ParseResult, check: RangeCheck) -> Remediation | None:
     evaluation = check.evaluation
     family_wanted = 6 if ":" in evaluation.destination else 4
     found = _accepting_set(text, result, family_wanted)
