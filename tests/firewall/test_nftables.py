@@ -310,3 +310,18 @@ def test_cleanup_names_set_elements_and_rules_with_only_retired_ranges() -> None
         "nft delete element inet filter eop { 157.55.234.0/24 }",
         "delete line 12: ip saddr 65.55.88.0/24 tcp dport 25 accept",
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "table ip t { chain c { " + "{ " * 20_000 + "\n",
+        '{"nftables": ' + "[" * 50_000 + "]" * 50_000 + "}",
+        "{" * 50_000,
+        "\x00\xff\ufeff" * 10_000,
+    ],
+    ids=["nested-braces", "nested-json", "only-braces", "binary"],
+)
+def test_hostile_input_is_refused_cleanly(text: str) -> None:
+    with pytest.raises(FirewallParseError):
+        parse_nftables(text, "hostile", ParseOptions())

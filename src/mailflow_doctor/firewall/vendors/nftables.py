@@ -80,6 +80,7 @@ PROTOCOL_NUMBERS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6"}
 TCP_FLAGS = {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ecn": 64, "cwr": 128}
 VERDICTS = ("accept", "drop", "reject", "jump", "goto", "return", "continue", "queue")
 NO_INTERFACE = "<inbound interface not named in the ruleset>"
+MAX_NESTING = 32  # real rulesets nest table > chain > set > element: four or five levels
 HOOK_ORDER = {"prerouting": 0, "input": 1, "forward": 1}
 
 Json = Any
@@ -201,6 +202,13 @@ def text_to_json(
 ) -> tuple[list[dict[str, Json]], list[tuple[int | None, str]]]:
     parse = _TextParse(path)
     tokens = _tokens(text)
+    depth = deepest = 0
+    for tok in tokens:
+        if not tok.quoted and tok.text in ("{", "}"):
+            depth = depth + 1 if tok.text == "{" else max(depth - 1, 0)
+            deepest = max(deepest, depth)
+    if deepest > MAX_NESTING:
+        raise FirewallParseError(f"{path}: braces nest {deepest} deep; not an nftables ruleset")
     statements, _ = _statements(tokens, 0)
     for stmt in statements:
         _top(stmt, parse)
@@ -1537,6 +1545,8 @@ def parse_nftables(text: str, path: str, options: ParseOptions) -> ParseResult:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
             raise FirewallParseError(f"{path}: not valid JSON ({exc})") from exc
+        except RecursionError as exc:
+            raise FirewallParseError(f"{path}: JSON nested too deeply") from exc
         objects = document.get("nftables") if isinstance(document, dict) else None
         if not isinstance(objects, list):
             raise FirewallParseError(f"{path}: JSON without an 'nftables' list")
