@@ -40,7 +40,7 @@ tables = {4: ([a for a, _ in ranges.v4], ranges.v4), 6: ([a for a, _ in ranges.v
 cache = {}
 
 def inside(endpoint):
-    host = endpoint.rpartition(":")[0].strip("[]")
+    host = (endpoint.rpartition(":")[0] if ":" in endpoint else endpoint).strip("[]")
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

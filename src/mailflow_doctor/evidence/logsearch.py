@@ -121,12 +121,16 @@ class RangeMatcher:
         # (`"(?:[^"]|"")*+"`); a capture that crosses a line end (a cut row) sends the file to
         # the slow path.
         field_ = rb"[^,]*+"
-        connector = rb'(?:"(?:[^"]|"")*+"|[^,]*+)'
+        connector = rb'(?>"(?:[^"]|"")*+"|[^,]*+)'  # atomic: a quoted name is never re-split'
         lead = (
             alternatives[0] if len(alternatives) == 1 else b"(?:" + b"|".join(alternatives) + b")"
         )
         pattern = rb"\n" + field_ + b",(" + connector + b"," + field_ + b"),"
-        pattern += field_ + b"," + field_ + b",(" + lead + field_ + b"),"
+        # The endpoint ends at a comma, or at the line end of a row cut right after it.
+        # sequence-number and local-endpoint may not run over a line end either: a cut row
+        # would otherwise shift the next row's fields into a match that swallows that row.
+        in_line = rb"[^,\n]*+"
+        pattern += in_line + b"," + in_line + b",(" + lead + rb"[^,\r\n]*+)[,\r\n]"
         return re.compile(pattern)
 
 
