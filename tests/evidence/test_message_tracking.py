@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailflow_doctor.evidence.culturetime import DateOrder
 from mailflow_doctor.evidence.document import Document, ReadContext
+from mailflow_doctor.evidence.exchangelog import join_row
 from mailflow_doctor.evidence.readers.message_tracking import (
+    MessageTrackingReader,
     infer_offset,
     powershell_collection,
     split_statuses,
@@ -183,3 +185,32 @@ def test_sample_fail_reason_and_2016_receive(samples: Path) -> None:
     receive = next(e for e in events if e.event_id == "RECEIVE")
     assert receive.source_context == "08DC1DB12C345BE5;2024-01-25T15:16:09.544Z;0"
     assert {e.event_id for e in events} >= {"HAREDIRECTFAIL", "SENDEXTERNAL", "NOTIFYMAPI"}
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.lists(
+            st.text(
+                alphabet=st.characters(
+                    blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"
+                ),
+                max_size=20,
+            ),
+            min_size=1,
+            max_size=31,
+        ),
+        max_size=15,
+    ),
+    st.booleans(),
+)
+def test_raw_reader_never_raises(tmp_path: Path, rows: list[list[str]], header: bool) -> None:
+    text = (FIXTURES / "MSGTRK2026112814-1.LOG").read_text(encoding="utf-8-sig")
+    lines = text.split("\r\n")[:5] if header else []
+    for row in rows:
+        row[0] = "2026-11-28T14:14:00.640Z" if row[0] == "" else row[0]
+        lines.append(join_row(row))
+    path = tmp_path / "MSGTRK.LOG"
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    for record in MessageTrackingReader().read(Document.open(path), ReadContext()):
+        assert isinstance(record, TrackingEvent | LogSpan)
