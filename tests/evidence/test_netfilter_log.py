@@ -208,3 +208,21 @@ def test_reader_never_raises(tmp_path: Path, lines: list[str]) -> None:
     doc = Document.open(path)
     for record in readers()["firewall_log.netfilter"].read(doc, ReadContext(reference_utc=REF)):
         assert isinstance(record, FirewallDrop)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "kernel: IN=eth0 OUT= " + "a=b=c " * 30_000 + "x",
+        "IN= " * 50_000,
+        "IN= " * 50_000 + " SRC=1.2.3.4 DST=5.6.7.8",
+        " SRC=1 DST=2" * 40_000,
+    ],
+    ids=["many-fields", "many-in", "many-in-then-packet", "many-src"],
+)
+def test_hostile_lines_stay_linear(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "kern.log"
+    path.write_text((line + "\n") * 3, encoding="utf-8")
+    doc = Document.open(path)
+    records = list(readers()["firewall_log.netfilter"].read(doc, ReadContext(reference_utc=REF)))
+    assert len(records) <= 3

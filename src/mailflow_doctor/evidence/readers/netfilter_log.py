@@ -24,7 +24,9 @@ from mailflow_doctor.evidence.registry import register_reader
 from mailflow_doctor.evidence.syslogtime import SyslogTime
 
 # The packet part starts at IN= (OUT= for locally sent packets; Proxmox leaves empty fields out).
-_PACKET = re.compile(r"(?:^|(?<=[\s:\]]))(?:IN|OUT)=\S*(?:\s+\S+=\S*)*?\s+SRC=\S+ DST=\S+")
+_SRC_DST = re.compile(r" SRC=\S+ DST=\S+")
+_IN_START = re.compile(r"(?:^|(?<=[\s:\]]))IN=")
+_OUT_START = re.compile(r"(?:^|(?<=[\s:\]]))OUT=")
 _IN = re.compile(r"\bIN=(\S*)")
 _FIELD = re.compile(r"\b(SRC|DST|PROTO|SPT|DPT)=(\S+)")
 _KERNEL = re.compile(r"kernel:\s*(?:\[\s*\d+\.\d+\]\s*)?")
@@ -72,7 +74,8 @@ def _split_prefix(before: str) -> str:
             dmesg = _DMESG_T.match(text) or _UPTIME.match(text)
             if dmesg:
                 text = text[dmesg.end() :]
-    return text.strip().rstrip(":").strip()
+    # iptables allows 29 characters of prefix, nftables 127: anything longer is not one.
+    return text.strip().rstrip(":").strip()[-128:]
 
 
 def _time(line: str, ctx: ReadContext) -> SyslogTime | None:
@@ -132,6 +135,23 @@ def _records(doc: Document) -> Iterator[tuple[int, str, str | None]]:
         yield export_message[0], export_message[1], export_time
 
 
+def packet_start(text: str) -> int | None:
+    """Where the nf_log packet part (`IN=... OUT=... SRC=... DST=...`) starts, or None.
+
+    The packet part starts at IN= (OUT= for locally sent packets; Proxmox leaves empty fields
+    out). Found with plain searches, in linear time whatever the line holds.
+    """
+    found = _SRC_DST.search(text)
+    if found is None:
+        return None
+    head = text[: found.start()]
+    for pattern in (_IN_START, _OUT_START):
+        starts = [m.start() for m in pattern.finditer(head)]
+        if starts:
+            return starts[-1]
+    return None
+
+
 @register_reader
 class NetfilterLogReader:
     kind = "firewall_log.netfilter"
@@ -141,7 +161,7 @@ class NetfilterLogReader:
         lines = [line for line in doc.head_lines(200) if line.strip()]
         if not lines:
             return 0
-        hits = sum(1 for line in lines if _PACKET.search(line))
+        hits = sum(1 for line in lines if packet_start(line) is not None)
         if not hits:
             return 0
         if any(line.startswith("__REALTIME_TIMESTAMP=") for line in lines):
@@ -153,17 +173,17 @@ class NetfilterLogReader:
         unprefixed = 0
         skipped_prefixes: dict[str, int] = {}
         for number, text, realtime in _records(doc):
-            match = _PACKET.search(text)
-            if not match:
+            start = packet_start(text)
+            if start is None:
                 continue
-            packet = text[match.start() :]
+            packet = text[start:]
             fields = dict(_FIELD.findall(packet))
             src = clean_ip(fields.get("SRC", ""))
             dst = clean_ip(fields.get("DST", ""))
             if src is None or dst is None:
                 ctx.warn(doc, number, "netfilter log line without readable SRC= / DST=; skipped")
                 continue
-            prefix = _split_prefix(text[: match.start()])
+            prefix = _split_prefix(text[:start])
             pve = _PVE.match(text)
             rule = f"{pve['chain']} {prefix}".strip() if pve else prefix
             action = _prefix_action(prefix)
