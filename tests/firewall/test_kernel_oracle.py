@@ -11,7 +11,9 @@ regression tests.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.netns
 
 EXPECTED = {Action.PERMIT: "connected", Action.REJECT: "refused", Action.DENY: "timeout"}
 STATS: dict[str, int] = {"policies": 0, "agreed": 0, "connections": 0}
+RETRIED: Counter[str] = Counter()  # what the first, fast attempt got wrong, per source
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +46,8 @@ def lab() -> Iterator[FirewallLab]:
         f"({STATS['connections']} connections; {STATS.get('retried', 0)} needed the second, "
         "slower attempt for a lost or late packet)"
     )
+    for what, count in RETRIED.most_common():
+        print(f"  second attempt: {count} sources: {what}")
 
 
 def predicted(text: str, vendor: str, destination: str, lab: FirewallLab) -> dict[str, str]:
@@ -82,6 +87,9 @@ def judge(lab: FirewallLab, vendor: str, text: str, destination: str) -> None:
         # A lost packet is the harness's fault, a wrong verdict is ours: a disagreement must
         # survive a second, slower attempt (SYN retransmits after 1 s) to count.
         STATS["retried"] = STATS.get("retried", 0) + 1
+        family = "v6" if ":" in destination else "v4"
+        for source in doubtful:
+            RETRIED[f"{vendor} {family} predicted {first[source]}, first saw {seen[source]}"] += 1
         seen.update(lab.connect_all(destination, timeout=1.5, sources=doubtful))
     # The kernel's own listing is parsed too: `iptables-save` and `nft -j list ruleset`.
     if vendor == "iptables":
@@ -120,7 +128,8 @@ ORACLE = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 SLOW = settings(
-    max_examples=300,
+    # per vendor; MAILFLOW_ORACLE_EXAMPLES raises it for a longer soak
+    max_examples=int(os.environ.get("MAILFLOW_ORACLE_EXAMPLES", "300")),
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
