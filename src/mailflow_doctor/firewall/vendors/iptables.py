@@ -912,6 +912,18 @@ def parse_iptables(text: str, path: str, options: ParseOptions) -> ParseResult:
                 )
                 chains[rule.target] = Chain(rule.target, (), Action.RETURN)
     forward = (options.acl or "").upper() == "FORWARD"
+    smtp_forward = any(
+        r.dst_ports is not None and 25 in r.dst_ports
+        for chain_id, chain in chains.items()
+        if chain_id.endswith("filter:FORWARD")
+        for r in chain.rules
+    )
+    if not forward and smtp_forward:
+        notes.append(
+            "FORWARD has rules for TCP 25: addresses that are not DNATed are checked against "
+            "INPUT (this host as the mail server); if the mail server sits behind this host "
+            "without NAT, check again with the FORWARD chain"
+        )
     entries: list[str] = []
     nat: list[DestinationNat] = []
     for family in sorted(families):

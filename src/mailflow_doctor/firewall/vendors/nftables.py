@@ -1458,6 +1458,18 @@ def build_policy(rs: _Ruleset, issues: list[tuple[int | None, str]]) -> ParseRes
             chain_id = _chain_id(*key)
             chains[chain_id] = replace(chains[chain_id], pre_nat=True)
     forward = (rs.options.acl or "").lower() == "forward"
+    smtp_forward = any(
+        r.dst_ports is not None and 25 in r.dst_ports
+        for key, info in base_chains
+        if info.get("hook") == "forward"
+        for r in chains[_chain_id(*key)].rules
+    )
+    if not forward and smtp_forward:
+        notes.append(
+            "the forward hook has rules for TCP 25: addresses that are not DNATed are checked on "
+            "the input hook (this host as the mail server); if the mail server sits behind this "
+            "host without NAT, check again with the forward hook"
+        )
     entries = entries_for(("prerouting", "forward") if forward else ("prerouting", "input"))
     forward_entries = entries_for(("prerouting", "forward"))
     if not forward_entries:
