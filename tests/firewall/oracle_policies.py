@@ -70,6 +70,7 @@ class Match:
     iface: str = ""  # "" | in | other | notlo | wildcard
     dest: str = ""  # "" | target | public | other
     nomatch: tuple[str, ...] = ()  # ipset only: `nomatch` entries (most specific entry wins)
+    flags: str = ""  # "" | syn | notsyn (TCP flags of the packet)
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,10 @@ def _match(draw: st.DrawFn, prenat: bool = False, version: int = 4) -> Match:
     nomatch: tuple[str, ...] = ()
     if use_set:
         nomatch = tuple(draw(st.lists(_block_st(version), max_size=2, unique=True)))
-    return Match(sources, negate, use_set, port, proto, state, iface, dest, nomatch)
+    flags = draw(st.sampled_from(("", "", "", "", "syn", "notsyn")))
+    if flags:
+        proto = "tcp"
+    return Match(sources, negate, use_set, port, proto, state, iface, dest, nomatch, flags)
 
 
 @st.composite
@@ -171,7 +175,7 @@ def _rule(
     draw: st.DrawFn, chain: int, chains: int, prenat: bool = False, version: int = 4
 ) -> GenRule:
     match = draw(_match(prenat, version))
-    actions = ["ACCEPT", "DROP", "DROP", "REJECT", "REJECT_ICMP", "LOG"]
+    actions = ["ACCEPT", "DROP", "DROP", "REJECT", "REJECT_ICMP", "REJECT_ADMIN", "LOG"]
     if prenat:
         actions = ["ACCEPT", "DROP", "DROP", "LOG"]
     else:
@@ -299,6 +303,12 @@ def _ipt_match(
         parts.append("-m conntrack --ctstate NEW")
     elif m.state == "est":
         parts.append("-m conntrack --ctstate RELATED,ESTABLISHED")
+    if m.flags and not any(p.startswith("-p tcp") for p in parts):
+        parts.append("-p tcp -m tcp")
+    if m.flags == "syn":
+        parts.append("--syn")
+    elif m.flags == "notsyn":
+        parts.append("! --tcp-flags SYN,RST,ACK,FIN SYN")
     return parts
 
 
@@ -307,6 +317,9 @@ def _ipt_target(action: str, version: int = 4) -> str:
         return "-j REJECT --reject-with tcp-reset"
     if action == "REJECT_ICMP":
         icmp = "icmp-port-unreachable" if version == 4 else "icmp6-port-unreachable"
+        return f"-j REJECT --reject-with {icmp}"
+    if action == "REJECT_ADMIN":
+        icmp = "icmp-admin-prohibited" if version == 4 else "icmp6-adm-prohibited"
         return f"-j REJECT --reject-with {icmp}"
     if action == "LOG":
         return '-j LOG --log-prefix "ORACLE: "'
@@ -424,15 +437,22 @@ def _nft_match(
         parts.append("ct state new")
     elif m.state == "est":
         parts.append("ct state established,related")
+    if m.flags == "syn":
+        parts.append("tcp flags syn")
+    elif m.flags == "notsyn":
+        parts.append("tcp flags != syn")
     return parts
 
 
-def _nft_verdict(action: str) -> str:
+def _nft_verdict(action: str, version: int = 4) -> str:
+    if action == "REJECT_ADMIN" and version == 6:
+        return "reject with icmpv6 type admin-prohibited"
     return {
         "ACCEPT": "accept",
         "DROP": "drop",
         "REJECT": "reject with tcp reset",
         "REJECT_ICMP": "reject",
+        "REJECT_ADMIN": "reject with icmp type admin-prohibited",
         "LOG": 'log prefix "ORACLE: "',
         "RETURN": "return",
     }.get(action) or (f"jump u{action[-1]}" if action.startswith("JUMP") else f"goto u{action[-1]}")
@@ -454,7 +474,12 @@ def render_nftables(spec: Spec, iface: str) -> str:
     def chain_lines(rules: tuple[GenRule, ...], prenat: bool = False) -> list[str]:
         return [
             "\t\t"
-            + " ".join([*_nft_match(spec, r.match, iface, prenat, sets), _nft_verdict(r.action)])
+            + " ".join(
+                [
+                    *_nft_match(spec, r.match, iface, prenat, sets),
+                    _nft_verdict(r.action, spec.version),
+                ]
+            )
             for r in rules
         ]
 
@@ -484,7 +509,10 @@ def render_nftables(spec: Spec, iface: str) -> str:
         rules = [
             "\t\t"
             + " ".join(
-                [*_nft_match(spec, r.match, iface, False, second_sets), _nft_verdict(r.action)]
+                [
+                    *_nft_match(spec, r.match, iface, False, second_sets),
+                    _nft_verdict(r.action, spec.version),
+                ]
             )
             for r in spec.second
             if r.action != "RETURN"
