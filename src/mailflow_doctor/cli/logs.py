@@ -31,9 +31,14 @@ from mailflow_doctor.cli.common import (
 from mailflow_doctor.evidence.document import Document, IssueLog, ReadContext
 from mailflow_doctor.evidence.intake import Intake, IntakeError
 from mailflow_doctor.evidence.logsearch import RangeMatcher, SearchCount, count_sessions
-from mailflow_doctor.evidence.readers.smtp_protocol import RECEIVE, SEND, read_sessions
+from mailflow_doctor.evidence.readers.smtp_protocol import (
+    RECEIVE,
+    SEND,
+    SmtpReceiveLogReader,
+    SmtpSendLogReader,
+    read_sessions,
+)
 from mailflow_doctor.evidence.records import SmtpSession
-from mailflow_doctor.evidence.registry import readers
 from mailflow_doctor.knowledge.endpoints import EndpointDataError, EndpointList, load
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
@@ -68,7 +73,12 @@ def resolve_ranges(sources: list[str], endpoints: EndpointList | None) -> IPSet:
 def _protocol_docs(
     intake: Intake, paths: list[Path], skipped: list[str]
 ) -> Iterator[tuple[Document, str]]:
-    protocol_readers = readers()
+    # Only the two protocol log readers, built here: loading every reader module would cost
+    # more start-up than sniffing a month of logs.
+    protocol_readers: dict[str, SmtpReceiveLogReader | SmtpSendLogReader] = {
+        RECEIVE: SmtpReceiveLogReader(),
+        SEND: SmtpSendLogReader(),
+    }
     for doc in intake.documents(paths):
         if doc.is_binary:
             skipped.append(doc.display)
