@@ -21,7 +21,6 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from mailflow_doctor.cli.app import app
 from mailflow_doctor.cli.common import (
     EXIT_USAGE,
     OutputFormat,
@@ -30,6 +29,7 @@ from mailflow_doctor.cli.common import (
     stderr_console,
     write_output,
 )
+from mailflow_doctor.cli.typer_app import app
 from mailflow_doctor.diagnose.bundle import Bundle, collect
 from mailflow_doctor.diagnose.bundle import Progress as ProgressFn
 from mailflow_doctor.diagnose.engine import Diagnosis, diagnose

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mailflow_doctor.cli.app import app
 from mailflow_doctor.cli.common import OutputFormat, friendly_errors, render_text, write_output
+from mailflow_doctor.cli.typer_app import app
 from mailflow_doctor.knowledge.endpoints import EndpointDataError, load
 
 endpoints_app = typer.Typer(help="The Microsoft 365 endpoint list in use.", no_args_is_help=True)

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mailflow_doctor.cli.app import app
 from mailflow_doctor.cli.common import (
     EXIT_FINDINGS,
     OutputFormat,
@@ -17,6 +16,7 @@ from mailflow_doctor.cli.common import (
     render_text,
     write_output,
 )
+from mailflow_doctor.cli.typer_app import app
 from mailflow_doctor.report.explain_report import (
     MAX_INPUT_CHARS,
     explain_all,

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from mailflow_doctor.cli.app import app
 from mailflow_doctor.cli.common import EXIT_FINDINGS, EXIT_OK, fail, render_text, write_output
+from mailflow_doctor.cli.typer_app import app
 from mailflow_doctor.evidence.document import detect_encoding
 from mailflow_doctor.firewall.evaluate import EvaluationError
 from mailflow_doctor.firewall.registry import (

@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mailflow_doctor.cli.app import app
 from mailflow_doctor.cli.common import (
     OutputFormat,
     fail,
@@ -28,6 +27,7 @@ from mailflow_doctor.cli.common import (
     stderr_console,
     write_output,
 )
+from mailflow_doctor.cli.typer_app import app
 from mailflow_doctor.evidence.document import Document, IssueLog, ReadContext
 from mailflow_doctor.evidence.intake import Intake, IntakeError
 from mailflow_doctor.evidence.logsearch import RangeMatcher, SearchCount, count_sessions

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mailflow_doctor.cli.app import app
 from mailflow_doctor.cli.common import (
     EXIT_FINDINGS,
     EXIT_OK,
@@ -19,6 +18,7 @@ from mailflow_doctor.cli.common import (
     render_text,
     write_output,
 )
+from mailflow_doctor.cli.typer_app import app
 from mailflow_doctor.probe.certs import TrustRoots, TrustRootsError
 from mailflow_doctor.probe.dns import ResolverSpec, ResolverSpecError
 from mailflow_doctor.probe.problems import CRITICAL, ERROR
