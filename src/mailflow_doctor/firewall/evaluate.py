@@ -300,10 +300,14 @@ def evaluate(
             entry_decisions = evaluator.block_wins(entry, pending)
         else:
             entry_decisions = evaluator.run_entry(entry, pending)
-        accepted = IPSet()
+        # One merge for all permits: a union per decision is quadratic with many rules.
+        v4: list[tuple[int, int]] = []
+        v6: list[tuple[int, int]] = []
         for decision in entry_decisions:
             if decision.action == Action.PERMIT:
-                accepted = accepted | decision.sources
+                v4.extend(decision.sources.v4)
+                v6.extend(decision.sources.v6)
+        accepted = IPSet(tuple(v4), tuple(v6)) | IPSet()
         # An earlier entry chain that merely lets traffic pass by its policy (an empty raw
         # PREROUTING, an nftables chain with policy accept) decided nothing: drop that from
         # the record once a later chain has judged the same traffic.

@@ -560,12 +560,28 @@ def _ipset_members(sets: dict[str, IpsetDef], name: str, seen: set[str]) -> IPSe
     if ipset is None or name in seen:
         return IPSet()
     seen.add(name)
+    # Per prefix length, least specific first: entries of one length never nest, so each
+    # length is one merge of its members and one removal of its nomatch entries.
+    by_length: dict[int, tuple[list[IPSet], list[IPSet]]] = {}
+    for length, addresses, nomatch in ipset.entries:
+        members, excluded = by_length.setdefault(length, ([], []))
+        (excluded if nomatch else members).append(addresses)
     result = IPSet()
-    for _, addresses, nomatch in sorted(ipset.entries, key=lambda e: e[0]):
-        result = (result - addresses) if nomatch else (result | addresses)
+    for length in sorted(by_length):
+        members, excluded = by_length[length]
+        if excluded:
+            result = result - _merged(excluded)
+        if members:
+            result = result | _merged(members)
     for member in ipset.list_members:
         result = result | _ipset_members(sets, member, seen)
     return result
+
+
+def _merged(sets: list[IPSet]) -> IPSet:
+    v4 = tuple(i for s in sets for i in s.v4)
+    v6 = tuple(i for s in sets for i in s.v6)
+    return IPSet(v4, v6) | IPSet()  # `|` sorts and merges once
 
 
 _TABLE = re.compile(r"^\*(\w+)\s*$")

@@ -788,6 +788,7 @@ class _Ruleset:
     rules: dict[tuple[str, str, str], list[dict[str, Json]]] = field(default_factory=dict)
     issues: list[tuple[int | None, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    resolved: dict[tuple[str, str, str], IPSet] = field(default_factory=dict)  # named sets
 
 
 def _load(objects: list[dict[str, Json]], path: str, options: ParseOptions) -> _Ruleset:
@@ -845,16 +846,21 @@ def _addresses(value: Json, rs: _Ruleset, family: str, table: str) -> IPSet:
     value = _unwrap(value)
     if isinstance(value, str):
         if value.startswith("@"):
-            found = rs.sets.get((family, table, value[1:]))
+            key = (family, table, value[1:])
+            cached = rs.resolved.get(key)
+            if cached is not None:
+                return cached
+            found = rs.sets.get(key)
             if found is None:
                 raise KeyError(value[1:])
-            result = IPSet()
+            keys = []
             for element in found.get("elem") or []:
                 element = _unwrap(element)
                 if isinstance(element, list):  # a map's key
                     element = element[0]
-                result = result | _addresses(element, rs, family, table)
-            return result
+                keys.append(element)
+            rs.resolved[key] = _union_of(keys, rs, family, table)
+            return rs.resolved[key]
         return IPSet.parse(value)
     if isinstance(value, dict):
         if "prefix" in value:
@@ -864,13 +870,21 @@ def _addresses(value: Json, rs: _Ruleset, family: str, table: str) -> IPSet:
             first, last = value["range"]
             return IPSet.from_range(str(first), str(last))
         if "set" in value:
-            result = IPSet()
-            for element in value["set"]:
-                result = result | _addresses(element, rs, family, table)
-            return result
+            return _union_of(value["set"], rs, family, table)
     if isinstance(value, list) and len(value) == 2:
         return _addresses(value[0], rs, family, table)
     raise ValueError(f"not an address: {value!r}")
+
+
+def _union_of(elements: list[Json], rs: _Ruleset, family: str, table: str) -> IPSet:
+    """All elements in one merge (a union per element is quadratic on big sets)."""
+    v4: list[tuple[int, int]] = []
+    v6: list[tuple[int, int]] = []
+    for element in elements:
+        part = _addresses(element, rs, family, table)
+        v4.extend(part.v4)
+        v6.extend(part.v6)
+    return IPSet(tuple(v4), tuple(v6)) | IPSet()
 
 
 def _port_value(value: Json) -> int:
