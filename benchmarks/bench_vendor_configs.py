@@ -1,8 +1,9 @@
 """Parse-and-check time of big generated firewall configurations, as ratios in the same run.
 
-For Cisco IOS, PAN-OS (set and XML), FortiGate, pfSense, Windows (netsh) and a plain
-allow-list, a configuration is generated with N address objects in the group the SMTP permit
-uses, and N/10 unrelated rules before it. Two ratios are printed per vendor:
+For Cisco IOS, PAN-OS (set and XML), FortiGate, pfSense, Windows (netsh), a plain
+allow-list, iptables (one rule per range) and nftables (a named set), a configuration is
+generated with N address objects in the group the SMTP permit uses, and N/10 unrelated rules
+before it. Two ratios are printed per vendor:
 
 * against a baseline that only splits the same text into words (XML: ElementTree parses it):
   what the model costs over reading the bytes;
@@ -137,6 +138,25 @@ def allowlist(n: int) -> str:
     return "\n".join(str(net) for net in _nets(n)) + "\n"
 
 
+def iptables(n: int) -> str:
+    lines = ["*filter", ":INPUT DROP [0:0]"]
+    lines += [f"-A INPUT -s {net} -p tcp -m tcp --dport 443 -j DROP" for net in _nets(n // 10)]
+    lines += [f"-A INPUT -s {net} -d 192.0.2.25/32 -p tcp --dport 25 -j ACCEPT" for net in _nets(n)]
+    return "\n".join([*lines, "COMMIT"]) + "\n"
+
+
+def nftables(n: int) -> str:
+    elements = ", ".join(str(net) for net in _nets(n))
+    lines = [
+        "table inet filter {",
+        f"\tset big {{ type ipv4_addr; flags interval; elements = {{ {elements} }} }}",
+    ]
+    lines += ["\tchain input {", "\t\ttype filter hook input priority 0; policy drop;"]
+    lines += [f"\t\tip saddr {net} tcp dport 443 drop" for net in _nets(n // 10)]
+    lines += ["\t\tip saddr @big ip daddr 192.0.2.25 tcp dport 25 accept", "\t}", "}"]
+    return "\n".join(lines) + "\n"
+
+
 VENDORS: dict[str, tuple[str, Callable[[int], str]]] = {
     "cisco-ios": ("cisco-ios", ios),
     "panos (set)": ("panos", panos_set),
@@ -145,6 +165,8 @@ VENDORS: dict[str, tuple[str, Callable[[int], str]]] = {
     "pfsense": ("pfsense", pfsense),
     "windows-firewall": ("windows-firewall", windows),
     "allowlist": ("allowlist", allowlist),
+    "iptables": ("iptables", iptables),
+    "nftables": ("nftables", nftables),
 }
 
 
