@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import time
 from bisect import bisect_right
 from collections import Counter
@@ -78,12 +79,23 @@ class RangeMatcher:
         self.prefixes_v6 = _v6_prefixes(ranges.v6)
 
     def contains_text(self, text: str) -> bool:
+        host = text.strip().strip("[]").split("%")[0]
+        # inet_pton is strict (no "1.2" shorthands) and ~30x faster than ipaddress; it exists
+        # on Windows too. ipaddress stays as the fallback for forms inet_pton may reject.
         try:
-            address = ipaddress.ip_address(text.strip().strip("[]").split("%")[0])
-        except ValueError:
-            return False
-        value = int(address)
-        if address.version == 4:
+            if ":" in host:
+                value = int.from_bytes(socket.inet_pton(socket.AF_INET6, host), "big")
+                version = 6
+            else:
+                value = int.from_bytes(socket.inet_pton(socket.AF_INET, host), "big")
+                version = 4
+        except (OSError, ValueError):
+            try:
+                address = ipaddress.ip_address(host)
+            except ValueError:
+                return False
+            value, version = int(address), address.version
+        if version == 4:
             starts, intervals = self._v4_starts, self._v4
         else:
             starts, intervals = self._v6_starts, self._v6
