@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mailflow_doctor.cli.typer_app import app
+from mailflow_doctor.cli import app
 from mailflow_doctor.evidence.document import Document
 from mailflow_doctor.evidence.exchangelog import join_row
 from mailflow_doctor.evidence.logsearch import RangeMatcher, count_sessions

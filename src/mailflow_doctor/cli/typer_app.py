@@ -15,3 +15,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _group() -> None:
+    """Keep the app a command group even when only one command module is loaded."""
