@@ -45,6 +45,7 @@ from mailflow_doctor.firewall.registry import (
     Remediation,
     register_parser,
 )
+from mailflow_doctor.firewall.vendors._kit import cleanup_only
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
 BUILTIN = {
@@ -1046,16 +1047,7 @@ def remediate_iptables(text: str, result: ParseResult, check: RangeCheck) -> Rem
     cleanup = _cleanup(text, result, check)
     remedy = _remediate_missing(text, result, check) if check.missing else None
     if remedy is None:
-        if not cleanup:
-            return None
-        return Remediation(
-            (),
-            "Every published range is permitted. Optionally remove the ranges Exchange Online "
-            "no longer uses (lines below).",
-            None,
-            (),
-            cleanup,
-        )
+        return cleanup_only(cleanup)
     return replace(remedy, cleanup=cleanup)
 
 
