@@ -203,6 +203,14 @@ def test_drops_from_eop_in_window_corroborate_the_gap() -> None:
     assert any("deny log" in c for c in root.data["corroboration"])
 
 
+def test_stray_packets_of_unknown_connections_are_not_policy_denies() -> None:
+    from dataclasses import replace
+
+    stray = [replace(drop(10 + i, f"40.107.22.{i}"), action="no-connection") for i in range(5)]
+    result = diagnose(bundle(*mixed_trace(), *stray))
+    assert result.finding("firewall.drops_from_eop") is None
+
+
 def test_drops_alone_can_be_the_cause() -> None:
     result = diagnose(bundle(*mixed_trace(), drop(10, "40.107.22.45"), drop(25, "52.102.11.9")))
     assert result.root_cause == "firewall.drops_from_eop"

@@ -29,6 +29,9 @@ from mailflow_doctor.knowledge.ipranges import IPSet
 
 WINDOW_SLACK = timedelta(minutes=30)
 TCP = frozenset({"tcp", "6", ""})
+# Log entries that are not a policy refusing a new connection: ASA 106015 is a stray packet of a
+# connection the firewall no longer knows (asymmetric routing, a late RST), not a blocked SYN.
+NOT_A_POLICY_DENY = frozenset({"no-connection"})
 
 
 def in_window(when: datetime | None, window: tuple[datetime, datetime] | None) -> bool:
@@ -42,7 +45,9 @@ def in_window(when: datetime | None, window: tuple[datetime, datetime] | None) -
 @check("firewall.drops", order=30)
 def firewall_drops(ctx: Context) -> Iterator[Finding]:
     drops = [
-        d for d in ctx.bundle.of(FirewallDrop) if d.dst_port == 25 and d.protocol.lower() in TCP
+        d
+        for d in ctx.bundle.of(FirewallDrop)
+        if d.dst_port == 25 and d.protocol.lower() in TCP and d.action not in NOT_A_POLICY_DENY
     ]
     window = ctx.facts.get("deferral_window")
     eop_cidrs = ctx.bundle.endpoints.eop_smtp_cidrs()
