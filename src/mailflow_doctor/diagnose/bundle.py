@@ -111,7 +111,9 @@ def read_document(
             text = "\n".join(line.text for line in doc.lines())
             result = parser.parse(text, doc.display, options)
         except FirewallParseError as exc:
-            bundle.issues.add(doc.display, None, str(exc))
+            # The report already names the file; some parsers start their message with it.
+            message = str(exc).removeprefix(f"{doc.display}: ")
+            bundle.issues.add(doc.display, None, message)
         except Exception as exc:
             bundle.issues.add(
                 doc.display, None, f"could not parse as {parser.label}: {type(exc).__name__}: {exc}"
@@ -160,7 +162,8 @@ def collect(
         listed = {f.path for f in bundle.files}
         for issue in bundle.issues.issues:
             if issue.path not in listed:
-                bundle.files.append(FileSummary(issue.path, "container", warnings=[str(issue)]))
+                warnings = bundle.issues.for_path(issue.path)
+                bundle.files.append(FileSummary(issue.path, "container", warnings=warnings))
                 listed.add(issue.path)
     return bundle
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from mailflow_doctor import __version__
@@ -30,6 +30,12 @@ from mailflow_doctor.diagnose.facts import (
 from mailflow_doctor.diagnose.model import Finding, Severity
 
 MIN_ROOT_SCORE = 0.35
+# Exchange Online keeps message trace for at most 90 days: deferrals further apart than that
+# cannot come from one export, so the files describe different incidents.
+MAX_INCIDENT_SPAN = timedelta(days=90)
+# One hybrid organisation's deferrals go to its own smart host(s); three or more unrelated
+# domains among the targets means the files come from several organisations or mail flows.
+MAX_TARGET_DOMAINS = 2
 UNREAD_KINDS = frozenset({"unrecognised", "binary", "container"})
 MAX_CONFIDENCE = 0.99
 # A finding that a more specific one confirms is dropped when both are present.
@@ -119,7 +125,12 @@ def diagnose(bundle: Bundle, now: datetime | None = None) -> Diagnosis:
     for note in notes(ctx.facts, SUPPORT_KEY):
         if note.source_id:
             supporters.setdefault(note.source_id, set()).add(note.finding_id)
-    ranked, root_id = rank(findings, observed, supporters)
+    mixed = mixed_evidence(ctx.facts)
+    if mixed is not None:
+        findings.append(mixed)
+    ranked, root_id = rank(
+        findings, observed, supporters, no_root_reason=mixed.summary if mixed else None
+    )
     return Diagnosis(
         findings=tuple(ranked),
         root_cause=root_id,
@@ -190,17 +201,77 @@ def score(finding: Finding, observed: Counter[str]) -> float:
     return finding.confidence * (0.5 + 0.5 * coverage)
 
 
+def _domain_of(target: str) -> str | None:
+    """The last two labels of a host name (None for an address or a single label)."""
+    name = target.strip().rstrip(".").lower()
+    if not name or ":" in name or name.replace(".", "").isdigit():
+        return None
+    labels = name.split(".")
+    return ".".join(labels[-2:]) if len(labels) >= 2 else None
+
+
+def mixed_evidence(facts: dict[str, Any]) -> Finding | None:
+    """A finding saying the files cannot be one incident, or None when they can be.
+
+    Files from unrelated organisations or incidents (a folder of collected examples, several
+    tickets' attachments) each hold some evidence; ranking them together would name one of
+    them the root cause of everything, which is worse than naming none.
+    """
+    reasons: list[str] = []
+    data: dict[str, Any] = {}
+    window = facts.get("deferral_window")
+    if isinstance(window, tuple) and len(window) == 2:
+        first, last = window
+        spans = isinstance(first, datetime) and isinstance(last, datetime)
+        if spans and last - first > MAX_INCIDENT_SPAN:
+            days = (last - first).days
+            reasons.append(
+                f"the deferrals span {days} days ({utc_iso(first)} to {utc_iso(last)}), "
+                "longer than the 90 days Exchange Online keeps message trace"
+            )
+            data["window_utc"] = [utc_iso(first), utc_iso(last)]
+    targets = [str(t) for t in facts.get("smtp_targets") or []]
+    domains = sorted({d for d in (_domain_of(t) for t in targets) if d})
+    if len(domains) > MAX_TARGET_DOMAINS:
+        shown = ", ".join(domains[:6]) + (", ..." if len(domains) > 6 else "")
+        reasons.append(
+            f"Exchange Online was delivering to {len(domains)} unrelated domains ({shown})"
+        )
+        data["target_domains"] = domains
+    if not reasons:
+        return None
+    return Finding(
+        id="evidence.mixed_sources",
+        severity=Severity.WARNING,
+        title="The files describe several unrelated incidents; no single root cause is named",
+        summary=(
+            "The evidence cannot come from one outage: "
+            + "; and ".join(reasons)
+            + ". Each finding below holds for the files it cites, but none explains all of "
+            "them. Diagnose each organisation's or incident's files on their own."
+        ),
+        confidence=1.0,
+        data=data,
+        can_be_root_cause=False,
+    )
+
+
 def rank(
     findings: list[Finding],
     observed: Counter[str],
     supporters: dict[str, set[str]] | None = None,
+    no_root_reason: str | None = None,
 ) -> tuple[list[Finding], str | None]:
-    """Order findings most important first; mark at most one root cause; explain the rest."""
+    """Order findings most important first; mark at most one root cause; explain the rest.
+
+    With `no_root_reason` (the evidence is known not to be one incident) no root cause is
+    named and every candidate carries that reason.
+    """
     supporters = supporters or {}
     candidates = [f for f in findings if f.can_be_root_cause]
     scores = {id(f): score(f, observed) for f in candidates}
     root: Finding | None = None
-    if candidates:
+    if candidates and no_root_reason is None:
         best = max(
             candidates,
             key=lambda f: (scores[id(f)], -f.severity.rank, f.confidence, len(f.evidence)),
@@ -211,6 +282,8 @@ def rank(
     for finding in findings:
         if finding is root:
             result.append(finding.with_root_cause(True))
+        elif finding.can_be_root_cause and no_root_reason is not None:
+            result.append(finding.with_root_cause(False, no_root_reason))
         elif finding.can_be_root_cause:
             text = ruled_out(finding, root, observed, scores[id(finding)], supporters)
             result.append(finding.with_root_cause(False, text))

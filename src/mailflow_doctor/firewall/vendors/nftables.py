@@ -1661,12 +1661,15 @@ def _sniff(text: str) -> int:
     score = 0
     if re.search(r"^\s*table\s+(ip|ip6|inet|arp|bridge|netdev)?\s*\S+\s*\{", head, re.M):
         score += 50
-    if re.search(r"type\s+(filter|nat|route)\s+hook\s+\w+", head):
-        score += 45
     if re.search(r"^\s*(add|insert)\s+rule\s+", head, re.M):
         score += 50
     if re.search(r"^\s*chain\s+\S+\s*\{", head, re.M):
         score += 20
+    # The hook phrase counts where it starts a line or the ruleset has structure: prose that
+    # quotes "chain ... { type filter hook input ..." (a README) is not a ruleset.
+    hook = r"type\s+(filter|nat|route)\s+hook\s+\w+"
+    if re.search(rf"^\s*{hook}", head, re.M) or (score and re.search(hook, head)):
+        score += 45
     return min(score, 98)
 
 

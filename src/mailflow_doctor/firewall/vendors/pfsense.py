@@ -249,7 +249,9 @@ class PfSenseParser:
         head = text[:4000]
         if re.search(r"<(pfsense|opnsense)>", head):
             return 95 if "<filter>" in text or "<filter/>" in text else 80
-        if "<filter>" in text and "<rule>" in text and "<interface>" in text:
+        # Without the root element, only an XML document (not prose naming the tags) counts.
+        is_xml = re.match(r"\s*(<\?xml[^>]*\?>\s*)?(<!--.*?-->\s*)*<[A-Za-z]", head, re.S)
+        if is_xml and "<filter>" in text and "<rule>" in text and "<interface>" in text:
             return 50
         if re.match(r"\s*(<\?xml[^>]*\?>\s*)?<rule>", text) and "<interface>" in text[:20000]:
             return 40

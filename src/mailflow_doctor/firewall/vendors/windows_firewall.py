@@ -244,6 +244,13 @@ def _list_rules(text: str, issues: list[tuple[int | None, str]]) -> list[_Raw]:
 _NETSH = re.compile(
     r"netsh\s+advfirewall\s+firewall\s+(add|set|delete)\s+rule\s+(.*)$", re.I | re.M
 )
+# For sniffing: netsh in command position (line start, after `@`, `call` or a cmd/PowerShell
+# prompt), so a document that merely quotes a netsh line (a README table) is not a rule export.
+_NETSH_COMMAND = re.compile(
+    r"^[ \t]*(?:@|call[ \t]+|PS[ \t][^>\n]*>[ \t]*|[A-Za-z]:\\[^>\n]*>[ \t]*)?"
+    r"(?:netsh(?:\.exe)?)[ \t]+advfirewall[ \t]+firewall[ \t]+(?:add|set|delete)[ \t]+rule\b",
+    re.I | re.M,
+)
 
 
 def _key_values(text: str) -> list[tuple[str, str]]:
@@ -460,7 +467,7 @@ class WindowsFirewallParser:
             score += 60
         if re.search(r"^(LocalPort|RemoteIP|Edge traversal):\s", sample, re.M):
             score += 30
-        if _NETSH.search(sample):
+        if _NETSH_COMMAND.search(sample):
             score += 70
         if re.search(r'"?RemoteAddress"?\s*(?:[:,;]|$)', sample, re.M) and re.search(
             r'"?(DisplayName|Direction)"?', sample
