@@ -10,6 +10,7 @@ the gap: a fix that does not work is worse than none at 2 a.m.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from mailflow_doctor.diagnose.bundle import FirewallEvidence
@@ -111,6 +112,7 @@ def firewall_eop_ranges(ctx: Context) -> Iterator[Finding]:
                 can_be_root_cause=False,
             )
             continue
+        per_policy: list[Finding] = []
         for destination in targets:
             try:
                 result = check_ranges(policy, destination, published, endpoints.retired_eop)
@@ -131,11 +133,60 @@ def firewall_eop_ranges(ctx: Context) -> Iterator[Finding]:
             permitted_all = permitted_all | (
                 result.evaluation.permitted() & endpoints.eop_smtp_ranges()
             )
-            yield from _findings_for(ctx, fw, destination, result)
+            per_policy.extend(_findings_for(ctx, fw, destination, result))
+        yield from merge_same_verdict(per_policy)
     ctx.facts["firewall_checks"] = checks
     if checks:
         ctx.facts["firewall_missing"] = missing_all
         ctx.facts["firewall_permitted"] = permitted_all
+
+
+_SAME_VERDICT_KEYS = {
+    "firewall.eop_ranges_blocked": "missing_ranges",
+    "firewall.eop_ranges_permitted_partially": "ranges",
+    "firewall.stale_eop_objects": "stale_ranges",
+}
+
+
+def merge_same_verdict(findings: list[Finding]) -> Iterator[Finding]:
+    """One finding per policy and verdict, naming every address it holds for.
+
+    A policy judged for each address the trace names (or a host firewall, which does not
+    look at the destination at all) gives the same verdict many times over; repeating it per
+    address buries the report.
+    """
+    groups: dict[tuple[str, tuple[str, ...]], list[Finding]] = {}
+    order: list[tuple[str, tuple[str, ...]] | Finding] = []
+    for finding in findings:
+        key_name = _SAME_VERDICT_KEYS.get(finding.id)
+        if key_name is None:
+            order.append(finding)
+            continue
+        key = (finding.id, tuple(str(v) for v in finding.data.get(key_name, [])))
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(finding)
+    for item in order:
+        if isinstance(item, Finding):
+            yield item
+            continue
+        group = groups[item]
+        best = max(group, key=lambda f: f.confidence)
+        if len(group) == 1:
+            yield best
+            continue
+        addresses = list(dict.fromkeys(str(f.data.get("destination", "")) for f in group))
+        others = [a for a in addresses if a and a != best.data.get("destination")]
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        refs = tuple(dict.fromkeys(r for f in group for r in f.evidence))
+        count = plural(len(others), "other address", "other addresses")
+        yield replace(
+            best,
+            summary=f"{best.summary} The same holds for {count} the evidence names ({shown}).",
+            data={**best.data, "destinations": addresses},
+            evidence=refs[:8],
+        )
 
 
 def _findings_for(
