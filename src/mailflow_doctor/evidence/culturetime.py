@@ -242,10 +242,10 @@ def _parse_fast(
         hour = (hour % 12) + (12 if ampm == "PM" else 0)
     micro = int((frac + "000000")[:6]) if frac else 0
     try:
-        naive = datetime(ymd[0], ymd[1], ymd[2], hour, int(mi), int(s), micro)
+        # Built with its zone at once: `datetime(...).replace(tzinfo=...)` costs three times more.
         if tz is not None or zone is None:
-            return naive.replace(tzinfo=UTC)
-        return naive.replace(tzinfo=zone).astimezone(UTC)
+            return datetime(ymd[0], ymd[1], ymd[2], hour, int(mi), int(s), micro, UTC)
+        return datetime(ymd[0], ymd[1], ymd[2], hour, int(mi), int(s), micro, zone).astimezone(UTC)
     except (ValueError, OverflowError):
         return None
 

@@ -137,29 +137,12 @@ def parse_reason_general(text: str) -> ParsedReason:
 # it shows that the placeholders were read exactly as the EOP bracket and the retry time.
 
 _TEMPLATE_MAX_CHARS = 8 * 1024
-_FAST_EOP = re.compile(
-    r"\[(?P<host>[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}) "
+_FAST_EOP = re.compile(  # the content of the bracket that ends the LED group: `[...]}`
+    r"(?P<host>[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}) "
     r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z?) "
-    r"(?P<sid>[0-9A-Fa-f]{8,32})\]\}"
+    r"(?P<sid>[0-9A-Fa-f]{8,32})"
 )
 _FAST_LRT = re.compile(r"\{LRT=(?P<v>[0-9/.: -]{6,30}(?:[AP]M)?)\}\]")
-# Words and characters after which the general path reads something out of the text around
-# or inside the templated values; such reasons go the general way.
-_FAST_STOP_WORDS = ("subject", "endpoint", "->", "<", "\x00", "qzqz", "1/1/2000")
-_FAST_VALUE_WORDS = (
-    "expired",
-    "thumbprint",
-    "socket",
-    "winsock",
-    "win32",
-    "mismatch",
-    "certificate",
-    "untrusted",
-    "revo",
-    "chain",
-    "unknownexpected",
-    "outbound",
-)
 _FAST_HOP_WORDS = re.compile(r"erver\s+at\b")
 _PH_HOST = "QZQZ0.eop-qzqz.prod.protection.outlook.com"
 _PH_TS = "2000-01-02T03:04:05.000Z"
@@ -184,22 +167,51 @@ def _parse_templated(text: str) -> ParsedReason | None:
     """The Exchange Online Detail shape read from a remembered template; None when not safe."""
     if len(text) > _TEMPLATE_MAX_CHARS or "{LRT=" not in text or "{LED=" not in text:
         return None
-    eop = _FAST_EOP.search(text)
+    close = text.find("]}")
+    opening = text.rfind("[", 0, close) + 1 if close > 0 else 0
+    eop = _FAST_EOP.fullmatch(text, opening, close) if opening > 0 else None
     if eop is None:
         return None
-    lrt = _FAST_LRT.search(text, eop.end())
+    lrt = _FAST_LRT.search(text, close)
     if lrt is None:
         return None
+    # Words after which the general path reads something out of the text around or inside
+    # the templated values (or the placeholders themselves): such reasons go the general way.
     low = text.lower()
-    if any(word in low for word in _FAST_STOP_WORDS) or "outbound" in low[: lrt.end()]:
+    if (
+        "subject" in low
+        or "endpoint" in low
+        or "->" in low
+        or "<" in low
+        or "\x00" in low
+        or "qzqz" in low
+        or "1/1/2000" in low
+        or low.find("outbound", 0, lrt.end()) >= 0
+        or ("erver" in low and _FAST_HOP_WORDS.search(low))
+    ):
         return None
-    if "erver" in low and _FAST_HOP_WORDS.search(low):
+    # The host is the only templated value with letters enough to spell something the
+    # general path reads (the time, the hex session id and the LRT cannot).
+    host = eop["host"]
+    lowhost = host.lower()
+    if (
+        "expired" in lowhost
+        or "thumbprint" in lowhost
+        or "socket" in lowhost
+        or "winsock" in lowhost
+        or "win32" in lowhost
+        or "mismatch" in lowhost
+        or "certificate" in lowhost
+        or "untrusted" in lowhost
+        or "revo" in lowhost
+        or "chain" in lowhost
+        or "unknownexpected" in lowhost
+        or "outbound" in lowhost
+        or _CODE_ANYWHERE.search(host)
+    ):
         return None
-    eop_text = text[eop.start("host") : eop.end("sid")]
+    eop_text = text[opening:close]
     lrt_text = lrt["v"]
-    values = f"{eop_text} {lrt_text}".lower()
-    if any(word in values for word in _FAST_VALUE_WORDS) or _CODE_ANYWHERE.search(eop_text):
-        return None
     template = "".join(
         (
             text[: eop.start("host")],
@@ -214,7 +226,7 @@ def _parse_templated(text: str) -> ParsedReason | None:
         return None
     updates: dict[str, object] = {
         "raw": text,
-        "eop_server": eop["host"],
+        "eop_server": host,
         "eop_session_id": eop["sid"].upper(),
         "eop_time_utc": parse_culture_time(eop["ts"], None, UTC),
         "last_retry_utc": parse_culture_time(lrt_text, None, UTC),

@@ -120,6 +120,32 @@ class TableRow:
         return dict(zip(self.header.names, self.values, strict=False))
 
 
+class Picker:
+    """The stripped values of a fixed set of columns, looked up once per header, not per row.
+
+    `Picker(("Date", "DateTime"), ("Event",))(row)` gives the same values as
+    `(row.get("Date", "DateTime"), row.get("Event"))`: CSV rows share one header, so the
+    positions are found on the first row and reused while the header stays the same object.
+    """
+
+    def __init__(self, *columns: tuple[str, ...]) -> None:
+        self._columns = columns
+        self._header: Header | None = None
+        self._positions: tuple[int, ...] = ()
+
+    def __call__(self, row: TableRow) -> list[str]:
+        header = row.header
+        if header is not self._header:
+            self._positions = tuple(
+                -1 if (index := header.index(*aliases)) is None else index
+                for aliases in self._columns
+            )
+            self._header = header
+        values = row.values
+        width = len(values)
+        return [values[i].strip() if 0 <= i < width else "" for i in self._positions]
+
+
 def _count_outside_quotes(line: str, char: str) -> int:
     count = 0
     quoted = False

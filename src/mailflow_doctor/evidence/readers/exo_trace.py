@@ -32,13 +32,40 @@ from mailflow_doctor.evidence.exotrace import (
 )
 from mailflow_doctor.evidence.records import TraceEvent, TraceMessage
 from mailflow_doctor.evidence.registry import register_reader
-from mailflow_doctor.evidence.tabular import TableRow, normalise_name
+from mailflow_doctor.evidence.tabular import Picker, TableRow, normalise_name
 
 MAX_EXTRA_CHARS = 512
 _TRACE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Status")
 _DETAIL_COLUMNS = ("Date", "Event", "Detail")
 _DATE = ("Date", "DateTime")  # Microsoft Graph exchangeMessageTraceDetail says dateTime
 _DETAIL = ("Detail", "Description")  # ... and description
+# The columns each CSV row is read from, in the order the readers unpack them.
+_TRACE_PICK = tuple(
+    (name,)
+    for name in (
+        "Received",
+        "SenderAddress",
+        "RecipientAddress",
+        "Subject",
+        "Status",
+        "MessageId",
+        "MessageTraceId",
+        "FromIP",
+        "ToIP",
+        "Size",
+    )
+)
+_DETAIL_PICK = (
+    _DATE,
+    ("Event",),
+    ("Action",),
+    _DETAIL,
+    ("Data",),
+    ("MessageId",),
+    ("MessageTraceId",),
+    ("RecipientAddress",),
+    ("SenderAddress",),
+)
 _MAPPED_TRACE = {
     normalise_name(name)
     for name in (
@@ -145,8 +172,9 @@ class MessageTraceReader:
             ctx.warn(doc, None, "no columns found; not read")
             return
         column = time_column(doc, columns, ("Received",), "Received", None, UTC_NOTE, ctx)
+        pick = Picker(*_TRACE_PICK)
         for row in columns.rows(doc, ctx):
-            yield self._message(row, column, doc, ctx)
+            yield self._message(row, pick(row), column, doc, ctx)
 
     def _read_console(self, doc: Document, ctx: ReadContext) -> Iterator[object]:
         """`Get-MessageTrace` as the console shows it (Format-Table), pasted as text."""
@@ -176,21 +204,27 @@ class MessageTraceReader:
             )
 
     def _message(
-        self, row: TableRow, column: TimeColumn, doc: Document, ctx: ReadContext
+        self,
+        row: TableRow,
+        cells: list[str],
+        column: TimeColumn,
+        doc: Document,
+        ctx: ReadContext,
     ) -> TraceMessage:
-        received = _when(column, row.get("Received"), doc, ctx, row.line)
+        received, sender, recipient, subject, status, message_id, trace_id = cells[:7]
+        from_ip, to_ip, size = cells[7:]
         return TraceMessage(
             ref=doc.ref(row.line, row.excerpt),
-            received_utc=received,
-            sender=row.get("SenderAddress"),
-            recipient=row.get("RecipientAddress"),
-            subject=row.get("Subject"),
-            status=row.get("Status"),
-            message_id=row.get("MessageId"),
-            trace_id=row.get("MessageTraceId"),
-            from_ip=row.get("FromIP"),
-            to_ip=row.get("ToIP"),
-            size=to_int(row.get("Size")),
+            received_utc=_when(column, received, doc, ctx, row.line),
+            sender=sender,
+            recipient=recipient,
+            subject=subject,
+            status=status,
+            message_id=message_id,
+            trace_id=trace_id,
+            from_ip=from_ip,
+            to_ip=to_ip,
+            size=to_int(size),
             extra=_row_extra(row, _MAPPED_TRACE),
             time_assumed=column.note,
         )
@@ -254,21 +288,21 @@ class MessageTraceDetailReader:
             ctx.warn(doc, None, "no columns found; not read")
             return
         column = time_column(doc, columns, _DATE, "Date", None, UTC_NOTE, ctx)
+        pick = Picker(*_DETAIL_PICK)
         for row in columns.rows(doc, ctx):
-            event = row.get("Event")
-            detail = row.get(*_DETAIL)
+            date, event, action, detail, data, message_id, trace_id, recipient, sender = pick(row)
             yield TraceEvent(
                 ref=doc.ref(row.line, row.excerpt),
-                time_utc=_when(column, row.get(*_DATE), doc, ctx, row.line),
+                time_utc=_when(column, date, doc, ctx, row.line),
                 event=event,
-                action=row.get("Action"),
+                action=action,
                 detail=detail,
-                data=row.get("Data"),
+                data=data,
                 reason=reason_for(event, detail),
-                message_id=row.get("MessageId"),
-                trace_id=row.get("MessageTraceId"),
-                recipient=row.get("RecipientAddress"),
-                sender=row.get("SenderAddress"),
+                message_id=message_id,
+                trace_id=trace_id,
+                recipient=recipient,
+                sender=sender,
                 time_assumed=column.note,
                 extra=_row_extra(row, _MAPPED_DETAIL),
             )
