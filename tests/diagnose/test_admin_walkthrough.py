@@ -10,10 +10,13 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from rich.console import Console
+
 from mailflow_doctor.diagnose.bundle import collect
 from mailflow_doctor.diagnose.engine import Diagnosis, diagnose
 from mailflow_doctor.firewall.registry import best_parser, parsers
 from mailflow_doctor.knowledge.endpoints import load_bundled
+from mailflow_doctor.report import html, markdown, terminal
 
 README = """\
 # Evidence we collected for ticket 48213
@@ -215,3 +218,76 @@ def test_one_policy_gives_one_finding_for_every_address_tried(tmp_path: Path) ->
         "203.0.113.27",
     ]
     assert "2 other addresses" in finding.summary
+
+
+def _two_incidents(folder: Path) -> Diagnosis:
+    for n, (when, lrt, host, ip) in enumerate(
+        (
+            (
+                "2021-03-02T08:15:00.000Z",
+                "3/2/2021 8:15:00 AM",
+                "mail.fabrikam.com",
+                "203.0.113.25",
+            ),
+            (
+                "2026-11-28T13:03:00.000Z",
+                "11/28/2026 1:03:00 PM",
+                "mx.tailspintoys.ca",
+                "198.51.100.7",
+            ),
+        )
+    ):
+        (folder / f"ndr_{n}.txt").write_text(
+            _ndr(
+                when,
+                lrt,
+                host,
+                ip,
+                "4.4.316",
+                "Connection refused [Message=Socket error code 10061]",
+            ),
+            encoding="utf-8",
+        )
+    return run(folder)
+
+
+def test_every_report_says_why_no_root_cause_is_named(tmp_path: Path) -> None:
+    result = _two_incidents(tmp_path)
+    assert result.root_cause is None
+    console = Console(width=80, record=True, color_system=None)
+    terminal.render(result, console)
+    text = console.export_text()
+    verdict = text.split("╰")[0]
+    assert "unrelated incidents" in verdict
+    assert "90 days" in verdict
+    assert "unrelated incidents" in markdown.render(result).split("## Findings")[0]
+    assert "unrelated incidents" in html.render(result).split("Findings (")[0]
+
+
+def test_a_corroborating_sentence_is_said_once(tmp_path: Path) -> None:
+    for n in range(3):
+        (tmp_path / f"ndr_{n}.txt").write_text(
+            _ndr(
+                f"2026-11-28T13:0{n}:00.000Z",
+                f"11/28/2026 1:0{n}:00 PM",
+                "mx.tailspintoys.ca",
+                "198.51.100.7",
+                "4.4.316",
+                "Connection refused [Message=Socket error code 10061]",
+            ),
+            encoding="utf-8",
+        )
+    (tmp_path / "edge.cfg").write_text(
+        ASA_TWO_ACLS.replace(
+            "access-list MGMT_IN",
+            "access-group SMTP_IN in interface outside\n"
+            "object network EX01\n host 10.1.1.25\n nat (inside,outside) "
+            "static 203.0.113.25 service tcp smtp smtp\naccess-list MGMT_IN",
+        ),
+        encoding="utf-8",
+    )
+    result = run(tmp_path)
+    for finding in result.findings:
+        for key in ("corroboration", "contradiction"):
+            texts = finding.data.get(key, [])
+            assert len(texts) == len(set(texts)), (finding.id, texts)

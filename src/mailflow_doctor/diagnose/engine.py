@@ -156,10 +156,13 @@ def apply_notes(findings: list[Finding], facts: dict[str, Any]) -> list[Finding]
         confidence += sum(n.weight for n in mine)
         confidence -= sum(n.weight for n in against)
         data = dict(finding.data)
+        # The same sentence can arrive from several checks; say it once.
         if mine:
-            data["corroboration"] = [*data.get("corroboration", []), *(n.text for n in mine)]
+            texts = [*data.get("corroboration", []), *(n.text for n in mine)]
+            data["corroboration"] = list(dict.fromkeys(texts))
         if against:
-            data["contradiction"] = [*data.get("contradiction", []), *(n.text for n in against)]
+            texts = [*data.get("contradiction", []), *(n.text for n in against)]
+            data["contradiction"] = list(dict.fromkeys(texts))
         refs = list(finding.evidence)
         for note in [*mine, *against]:
             for ref in note.refs:

@@ -86,6 +86,8 @@ def render(diagnosis: Diagnosis) -> str:
         missing = root.data.get("missing_ranges")
         if isinstance(missing, list) and missing:
             out += ["Missing ranges: " + ", ".join(f"`{m}`" for m in missing), ""]
+    elif (mixed := diagnosis.finding("evidence.mixed_sources")) is not None:
+        out += [f"**{esc(mixed.title)}.**", "", esc(mixed.summary), ""]
     elif diagnosis.findings:
         out += ["**No single root cause is proven by this evidence.**", ""]
     elif diagnosis.read_anything:

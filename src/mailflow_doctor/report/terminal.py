@@ -48,6 +48,10 @@ def _t(text: object) -> str:
 
 def verdict_panel(diagnosis: Diagnosis) -> Panel:
     root = diagnosis.root
+    mixed = diagnosis.finding("evidence.mixed_sources")
+    if root is None and mixed is not None:
+        body = Text.assemble((mixed.title + "\n", "bold"), mixed.summary)
+        return Panel(body, title="Verdict", border_style="yellow")
     if root is None:
         body = Text.assemble(
             (
