@@ -35,7 +35,6 @@ NOT_EVIDENCE = (
     re.compile(r"^logparser_"),
     re.compile(r"recipient_status_values"),
     re.compile(r"^O365IPAddresses_.*\.xml$"),  # the feed retired in 2018; no reader
-    re.compile(r"^m365_endpoints_.*\.json$"),  # endpoint lists: given with --endpoints
 )
 
 # What each sample folder holds, as the `kind` prefix the tool must report.
@@ -43,7 +42,7 @@ KIND_BY_FOLDER = {
     "exchange": ("exo.", "exchange."),
     "firewall-configs": ("firewall.",),
     "firewall-logs": ("firewall_log.",),
-    "endpoints": ("firewall.allowlist", "endpoints.", "unrecognised"),
+    "endpoints": ("firewall.allowlist", "endpoints.m365"),
 }
 
 

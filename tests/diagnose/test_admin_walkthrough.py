@@ -291,3 +291,60 @@ def test_a_corroborating_sentence_is_said_once(tmp_path: Path) -> None:
         for key in ("corroboration", "contradiction"):
             texts = finding.data.get(key, [])
             assert len(texts) == len(set(texts)), (finding.id, texts)
+
+
+ENDPOINTS_JSON = """\
+[
+  {
+    "id": 1,
+    "serviceArea": "Exchange",
+    "serviceAreaDisplayName": "Exchange Online",
+    "urls": ["outlook.office.com", "outlook.office365.com"],
+    "ips": ["13.107.6.152/31", "2603:1006::/40"],
+    "tcpPorts": "80,443",
+    "expressRoute": true,
+    "category": "Optimize",
+    "required": true
+  },
+  {
+    "id": 10,
+    "serviceArea": "Exchange",
+    "serviceAreaDisplayName": "Exchange Online",
+    "urls": ["*.mail.protection.outlook.com"],
+    "ips": ["40.92.0.0/15", "40.107.0.0/16", "52.100.0.0/14", "104.47.0.0/17"],
+    "tcpPorts": "25",
+    "expressRoute": false,
+    "category": "Allow",
+    "required": false
+  }
+]
+"""
+
+TRACE_JSON = """\
+[
+  {
+    "Received": "2026-11-28T13:03:00",
+    "SenderAddress": "ana.ruiz@fabrikam.com",
+    "RecipientAddress": "sales@tailspintoys.ca",
+    "Subject": "Order 4471",
+    "Status": "Pending",
+    "ToIP": null,
+    "FromIP": "198.51.100.40",
+    "Size": 48213,
+    "MessageId": "<DB9PR04MB7300@eurprd04.prod.outlook.com>",
+    "MessageTraceId": "7e2a0000-5b1c-4d3e-8f9a-0b1c2d3e0000"
+  }
+]
+"""
+
+
+def test_an_endpoints_list_in_the_folder_is_named_for_what_it_is(tmp_path: Path) -> None:
+    saved = tmp_path / "endpoints.json"
+    # As PowerShell's Out-File writes it: UTF-16LE with a BOM, CRLF.
+    saved.write_bytes(b"\xff\xfe" + ENDPOINTS_JSON.replace("\n", "\r\n").encode("utf-16-le"))
+    (tmp_path / "trace.json").write_text(TRACE_JSON, encoding="utf-8")
+    result = run(tmp_path)
+    kinds = {Path(e.path).name: e for e in result.evidence}
+    assert kinds["endpoints.json"].kind == "endpoints.m365"
+    assert any("--endpoints" in w for w in kinds["endpoints.json"].warnings)
+    assert kinds["trace.json"].kind != "endpoints.m365"
