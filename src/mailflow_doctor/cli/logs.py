@@ -301,10 +301,13 @@ def _print_sessions(
         return
 
     def render(console: Console) -> None:
-        table = Table("time (UTC)", "server", "remote IP")
+        # At 80 columns an address or outcome cut to "185.234.217…" is useless: fold instead.
+        table = Table("time (UTC)")
+        table.add_column("server", overflow="fold")
+        table.add_column("remote IP", overflow="fold")
         table.add_column("EHLO", overflow="fold")
         table.add_column("TLS")
-        table.add_column("outcome")
+        table.add_column("outcome", overflow="fold")
         for s in sessions:
             when = s.start_utc.strftime("%Y-%m-%d %H:%M:%S") if s.start_utc else "?"
             if s.tls_negotiated:
