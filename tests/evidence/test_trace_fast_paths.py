@@ -135,6 +135,7 @@ _BRACKETS = st.sampled_from(
         " [Message=SubjectMismatch]",
         " [Message=expired",
         " [Message=QZQZ]",
+        " [Message=retried 1/1/2000 12:00:00 AM]",
         " [Message=QZQZ0.eop-qzqz.prod.protection.outlook.com 2000-01-02T03:04:05.000Z "
         "0FACE0FACE0FACE0]",
         " (inner)",

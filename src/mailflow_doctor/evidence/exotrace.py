@@ -129,8 +129,13 @@ def reason_for(event: str, detail: str) -> ParsedReason | None:
     return None
 
 
+_DIGIT_GROUPING = re.compile(r"[\s,.'\u00a0\u202f]")
+
+
 def to_int(text: str) -> int | None:
-    digits = re.sub(r"[\s,.'\u00a0\u202f]", "", text)
+    if text.isdigit():  # nearly every size: nothing for the pattern below to take out
+        return int(text) if len(text) < 19 else None
+    digits = _DIGIT_GROUPING.sub("", text)
     return int(digits) if digits.isdigit() and len(digits) < 19 else None
 
 

@@ -175,40 +175,8 @@ def _parse_templated(text: str) -> ParsedReason | None:
     lrt = _FAST_LRT.search(text, close)
     if lrt is None:
         return None
-    # Words after which the general path reads something out of the text around or inside
-    # the templated values (or the placeholders themselves): such reasons go the general way.
-    low = text.lower()
-    if (
-        "subject" in low
-        or "endpoint" in low
-        or "->" in low
-        or "<" in low
-        or "\x00" in low
-        or "qzqz" in low
-        or "1/1/2000" in low
-        or low.find("outbound", 0, lrt.end()) >= 0
-        or ("erver" in low and _FAST_HOP_WORDS.search(low))
-    ):
-        return None
-    # The host is the only templated value with letters enough to spell something the
-    # general path reads (the time, the hex session id and the LRT cannot).
     host = eop["host"]
-    lowhost = host.lower()
-    if (
-        "expired" in lowhost
-        or "thumbprint" in lowhost
-        or "socket" in lowhost
-        or "winsock" in lowhost
-        or "win32" in lowhost
-        or "mismatch" in lowhost
-        or "certificate" in lowhost
-        or "untrusted" in lowhost
-        or "revo" in lowhost
-        or "chain" in lowhost
-        or "unknownexpected" in lowhost
-        or "outbound" in lowhost
-        or _CODE_ANYWHERE.search(host)
-    ):
+    if not _inert_host(host):
         return None
     eop_text = text[opening:close]
     lrt_text = lrt["v"]
@@ -265,8 +233,59 @@ _PLAIN_RECORD = not hasattr(ParsedReason, "__post_init__") and not hasattr(
 
 
 @lru_cache(maxsize=1024)
+def _inert_host(host: str) -> bool:
+    """True when an EOP host name spells nothing the general path would read out of it.
+
+    The host is the only templated value with letters enough for that: the time, the hex
+    session id and the LRT cannot spell a word, a code or a placeholder.
+    """
+    low = host.lower()
+    words = (
+        "expired",
+        "thumbprint",
+        "socket",
+        "winsock",
+        "win32",
+        "mismatch",
+        "certificate",
+        "untrusted",
+        "revo",
+        "chain",
+        "unknownexpected",
+        "outbound",
+        "subject",
+        "endpoint",
+        "erver",
+    )
+    return not any(word in low for word in words) and _CODE_ANYWHERE.search(host) is None
+
+
+def _inert_text(template: str) -> bool:
+    """True when the text around the placeholders gives the general path nothing to read
+    across them (a subject, an endpoint, a proxy target or an NDR hop whose value could run
+    into a placeholder, a chain, markup) and holds no piece of a placeholder itself."""
+    low = template.lower()
+    rest = low.replace(_PH_EOP.lower(), "", 1).replace(_PH_LRT.lower(), "", 1)
+    lrt_end = low.find(_PH_LRT.lower()) + len(_PH_LRT)
+    return not (
+        "subject" in low
+        or "endpoint" in low
+        or "->" in low
+        or "<" in low
+        or "\x00" in low
+        or "qzqz" in rest
+        or "0face" in rest
+        or "1/1/2000" in rest
+        or low.find("outbound", 0, lrt_end) >= 0
+        or ("erver" in low and _FAST_HOP_WORDS.search(low))
+    )
+
+
+@lru_cache(maxsize=1024)
 def _template(template: str) -> _Template | None:
     """Parse a template the general way; None when the placeholders were not read as such."""
+    if not _inert_text(template):
+        return None
     reason = _parse_top(template)
     if (
         reason.chain

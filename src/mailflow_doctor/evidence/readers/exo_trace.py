@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from functools import lru_cache
 
 from mailflow_doctor.evidence.culturetime import DateOrderVote
 from mailflow_doctor.evidence.document import Document, ReadContext
@@ -32,7 +33,7 @@ from mailflow_doctor.evidence.exotrace import (
 )
 from mailflow_doctor.evidence.records import TraceEvent, TraceMessage
 from mailflow_doctor.evidence.registry import register_reader
-from mailflow_doctor.evidence.tabular import Picker, TableRow, normalise_name
+from mailflow_doctor.evidence.tabular import Header, Picker, TableRow, normalise_name
 
 MAX_EXTRA_CHARS = 512
 _TRACE_COLUMNS = ("Received", "SenderAddress", "RecipientAddress", "Status")
@@ -66,7 +67,7 @@ _DETAIL_PICK = (
     ("RecipientAddress",),
     ("SenderAddress",),
 )
-_MAPPED_TRACE = {
+_MAPPED_TRACE = frozenset(
     normalise_name(name)
     for name in (
         *_TRACE_COLUMNS,
@@ -80,8 +81,8 @@ _MAPPED_TRACE = {
         "RunspaceId",
         "PSShowComputerName",
     )
-}
-_MAPPED_DETAIL = {
+)
+_MAPPED_DETAIL = frozenset(
     normalise_name(name)
     for name in (
         *_DETAIL_COLUMNS,
@@ -97,10 +98,10 @@ _MAPPED_DETAIL = {
         "RunspaceId",
         "PSShowComputerName",
     )
-}
+)
 
 
-def _extra(pairs: Iterator[tuple[str, str]], mapped: set[str]) -> tuple[tuple[str, str], ...]:
+def _extra(pairs: Iterator[tuple[str, str]], mapped: frozenset[str]) -> tuple[tuple[str, str], ...]:
     return tuple(
         (name, value[:MAX_EXTRA_CHARS])
         for name, value in pairs
@@ -108,15 +109,23 @@ def _extra(pairs: Iterator[tuple[str, str]], mapped: set[str]) -> tuple[tuple[st
     )
 
 
-def _row_extra(row: TableRow, mapped: set[str]) -> tuple[tuple[str, str], ...]:
+def _row_extra(row: TableRow, mapped: frozenset[str]) -> tuple[tuple[str, str], ...]:
     """Columns the record has no field for, without re-checking names on every row."""
-    header = row.header
-    names = header.names
+    unmapped = _unmapped(row.header, mapped)
+    if not unmapped:
+        return ()
+    names = row.header.names
+    values = row.values
+    width = len(values)
     return tuple(
-        (names[i], value[:MAX_EXTRA_CHARS])
-        for i, value in enumerate(row.values[: len(names)])
-        if value and header.keys[i] not in mapped
+        (names[i], values[i][:MAX_EXTRA_CHARS]) for i in unmapped if i < width and values[i]
     )
+
+
+@lru_cache(maxsize=64)
+def _unmapped(header: Header, mapped: frozenset[str]) -> tuple[int, ...]:
+    """Positions of the columns whose names are not in `mapped` (once per file, not per row)."""
+    return tuple(i for i, key in enumerate(header.keys) if key not in mapped)
 
 
 def _when(
