@@ -348,3 +348,53 @@ def test_an_endpoints_list_in_the_folder_is_named_for_what_it_is(tmp_path: Path)
     assert kinds["endpoints.json"].kind == "endpoints.m365"
     assert any("--endpoints" in w for w in kinds["endpoints.json"].warnings)
     assert kinds["trace.json"].kind != "endpoints.m365"
+
+
+ASA_NAT = """\
+ASA Version 9.8(2)
+hostname edge-fw
+interface GigabitEthernet0/0
+ nameif outside
+ security-level 0
+ ip address 198.51.100.2 255.255.255.0
+interface GigabitEthernet0/1
+ nameif inside
+ security-level 100
+ ip address 10.1.1.1 255.255.255.0
+object network EX01
+ host 10.1.1.25
+ nat (inside,outside) static {public} service tcp smtp smtp
+access-list OUTSIDE_IN extended permit tcp any host 10.1.1.25 eq smtp
+access-group OUTSIDE_IN in interface outside
+"""
+
+
+def _refused_to(folder: Path, host: str, ip: str) -> None:
+    for n in range(3):
+        (folder / f"ndr_{n}.txt").write_text(
+            _ndr(
+                f"2026-11-28T13:0{n}:00.000Z",
+                f"11/28/2026 1:0{n}:00 PM",
+                host,
+                ip,
+                "4.4.316",
+                "Connection refused [Message=Socket error code 10061]",
+            ),
+            encoding="utf-8",
+        )
+
+
+def test_an_ip_smart_host_is_not_told_to_update_an_a_record(tmp_path: Path) -> None:
+    _refused_to(tmp_path, "198.51.100.77", "198.51.100.77")
+    (tmp_path / "edge.cfg").write_text(ASA_NAT.format(public="203.0.113.25"), encoding="utf-8")
+    mismatch = run(tmp_path).finding("dns.target_mismatch")
+    assert mismatch is not None
+    assert "A record of 198.51.100.77" not in " ".join(mismatch.remediation)
+    assert "-SmartHosts 203.0.113.25" in mismatch.remediation[0]
+    assert "(198.51.100.77)" not in mismatch.summary
+
+
+def test_a_nat_to_a_private_address_is_not_the_endpoint_eop_should_use(tmp_path: Path) -> None:
+    _refused_to(tmp_path, "mail.tailspintoys.ca", "203.0.113.25")
+    (tmp_path / "core.cfg").write_text(ASA_NAT.format(public="192.168.50.25"), encoding="utf-8")
+    assert run(tmp_path).finding("dns.target_mismatch") is None

@@ -23,6 +23,19 @@ from mailflow_doctor.evidence.document import SourceRef
 from mailflow_doctor.knowledge.ipranges import IPSet
 
 CONNECT_CODES = ("4.4.315", "4.4.316", "4.4.318", "4.4.317")
+# Exchange Online can only reach a public address: a NAT whose "public" side is private is an
+# internal translation and says nothing about the address EOP should use.
+NOT_REACHABLE_FROM_EOP = IPSet.parse(
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+)
 
 
 def _is_ip(text: str) -> bool:
@@ -47,8 +60,9 @@ def expected_addresses(ctx: Context) -> dict[str, list[SourceRef]]:
                 continue
             origin = SourceRef(nat.origin.path, nat.origin.line, nat.origin.text[:300])
             for network in nat.public.networks():
-                if network.num_addresses == 1:
-                    found.setdefault(str(network.network_address), []).append(origin)
+                address = str(network.network_address)
+                if network.num_addresses == 1 and address not in NOT_REACHABLE_FROM_EOP:
+                    found.setdefault(address, []).append(origin)
     given = ctx.bundle.options.get("expected_address") or ctx.facts.get("endpoint_addresses")
     for address in [given] if isinstance(given, str) else list(given or []):
         if isinstance(address, str) and _is_ip(address):
@@ -83,7 +97,8 @@ def dns_target(ctx: Context) -> Iterator[Finding]:
     stray = [d for ds in wrong.values() for d in ds]
     codes = Counter(d.code for d in stray)
     share = len(stray) / len(items)
-    hosts = sorted({d.target_host for d in stray if d.target_host})
+    # LastAttemptedServerName is an address when the connector's smart host is one.
+    hosts = sorted({d.target_host for d in stray if d.target_host and not _is_ip(d.target_host)})
     tried = sorted(wrong)
     refs: list[SourceRef] = []
     for item in stray[:3]:
@@ -144,9 +159,15 @@ def dns_target(ctx: Context) -> Iterator[Finding]:
         },
         evidence=tuple(refs[:6]),
         remediation=(
-            f"Update the A record of {name} to {sorted(expected)[0]} (and wait for its TTL), "
-            "or correct SmartHosts on the outbound connector: Set-OutboundConnector "
-            "'<Outbound to ...>' -SmartHosts <name or address>.",
+            (
+                f"Update the A record of {name} to {sorted(expected)[0]} (and wait for its "
+                "TTL), or correct SmartHosts on the outbound connector: Set-OutboundConnector "
+                "'<Outbound to ...>' -SmartHosts <name or address>."
+                if hosts
+                else "The outbound connector names the address itself: correct SmartHosts: "
+                "Set-OutboundConnector '<Outbound to ...>' -SmartHosts "
+                f"{sorted(expected)[0]} (better, a name whose A record you control)."
+            ),
             "Re-run the Hybrid Configuration Wizard after an address change, and check the "
             f"result with: mailflow-doctor probe {name if hosts else sorted(expected)[0]}",
         ),
