@@ -181,7 +181,7 @@ def load_file(path: Path, version: str | None = None) -> EndpointList:
     try:
         doc = decode_json_bytes(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EndpointDataError(f"{path}: not valid JSON: {exc}") from exc
+        raise EndpointDataError(f"{path}: {_not_json(data, exc)}") from exc
     sets, instance, file_version = _sets_from_json(doc, str(path))
     endpoint_list = EndpointList(
         tuple(sets), "file", instance, version or file_version, str(path), _retired()
@@ -192,6 +192,33 @@ def load_file(path: Path, version: str | None = None) -> EndpointList:
             "(serviceArea Exchange, TCP 25, *.mail.protection.outlook.com)"
         )
     return endpoint_list
+
+
+def _not_json(data: bytes, exc: Exception) -> str:
+    """Say what the file is when it is one of the other lists admins keep as "the endpoints"."""
+    head = data[:4096].replace(b"\x00", b"").decode("utf-8", "replace")
+    if "<products" in head or "O365IPAddresses" in head:
+        return (
+            "the old O365IPAddresses.xml feed, which Microsoft retired in October 2018 (its "
+            "ranges are out of date); save the JSON answer of the Microsoft 365 endpoints web "
+            "service (/endpoints/worldwide) and give that file instead"
+        )
+    words = [w.strip(",;") for w in head.split() if w.strip(",;")][:20]
+    if words and all(_is_network(w) for w in words):
+        return (
+            "a plain list of addresses, not the Microsoft 365 endpoints JSON; give the web "
+            "service's JSON answer (/endpoints/worldwide), or leave --endpoints out to use the "
+            "bundled snapshot"
+        )
+    return f"not valid JSON: {exc}"
+
+
+def _is_network(text: str) -> bool:
+    try:
+        IPSet.parse(text)
+    except (AddressParseError, ValueError):
+        return False
+    return True
 
 
 def load(path: Path | None = None) -> EndpointList:
