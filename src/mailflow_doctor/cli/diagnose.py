@@ -221,6 +221,10 @@ def _read(
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or 'input'}: cannot be read: {exc.strerror or exc}")
+    if not bundle.files:
+        # An empty folder (or one holding only skipped files) is a wrong path, not a verdict.
+        given = ", ".join(str(p) for p in paths)
+        fail(f"{given}: no files found to read; give the folder or zip that holds the evidence")
     unreadable = [f for f in bundle.files if f.kind in ("container", "binary") and f.warnings]
     if unreadable and len(unreadable) == len(bundle.files):
         first = unreadable[0]

@@ -1,4 +1,4 @@
-"""`logs search` in an 80-column terminal: addresses and outcomes are shown whole."""
+"""The CLI as an admin meets it: `logs search` at 80 columns, `diagnose` of an empty folder."""
 
 from __future__ import annotations
 
@@ -52,3 +52,23 @@ def test_addresses_are_not_cut_at_80_columns(tmp_path: Path) -> None:
     assert "…" not in result.stdout, result.stdout  # nothing cut short
     assert "2f0" in result.stdout, result.stdout  # the end of the address is there
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_diagnose_of_an_empty_folder_is_a_usage_error(tmp_path: Path) -> None:
+    """Exit 2 and say so: an empty folder is a wrong path, not 'nothing could be judged'."""
+    if not EXE.exists():
+        pytest.skip("mailflow-doctor is not installed in this environment")
+    empty = tmp_path / "evidence"
+    empty.mkdir()
+    result = subprocess.run(
+        [str(EXE), "diagnose", str(empty), "--format", "json"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"{empty}: no files found" in result.stderr
+    assert "Traceback" not in result.stderr
