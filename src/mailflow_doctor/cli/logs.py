@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -27,15 +26,18 @@ from mailflow_doctor.cli.common import (
     stderr_console,
     write_output,
 )
+from mailflow_doctor.cli.logs_count import (
+    PROTOCOL_KINDS,
+    count_json,
+    resolve_ranges,
+    wants_eop,
+)
+from mailflow_doctor.cli.logs_count import protocol_docs as _protocol_docs
 from mailflow_doctor.cli.typer_app import app
 from mailflow_doctor.evidence.document import Document, IssueLog, ReadContext
 from mailflow_doctor.evidence.intake import Intake, IntakeError
 from mailflow_doctor.evidence.logsearch import RangeMatcher, SearchCount, count_sessions
 from mailflow_doctor.evidence.readers.smtp_protocol import (
-    RECEIVE,
-    SEND,
-    SmtpReceiveLogReader,
-    SmtpSendLogReader,
     read_sessions,
 )
 from mailflow_doctor.evidence.records import SmtpSession
@@ -44,52 +46,6 @@ from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
 logs_app = typer.Typer(help="Search Exchange SMTP protocol logs.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
-
-PROTOCOL_KINDS = {RECEIVE: "receive", SEND: "send"}
-
-
-def resolve_ranges(sources: list[str], endpoints: EndpointList | None) -> IPSet:
-    """`eop` (the published EOP SMTP ranges in use) and any CIDRs, addresses or ranges."""
-    result = IPSet()
-    for source in sources:
-        for part in source.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if part.lower() == "eop":
-                if endpoints is None:
-                    raise EndpointDataError("no endpoint list loaded")
-                result = result | endpoints.eop_smtp_ranges()
-                continue
-            try:
-                result = result | IPSet.parse(part)
-            except AddressParseError as exc:
-                raise AddressParseError(
-                    f"--from {part!r}: not 'eop', an address, a CIDR or a range"
-                ) from exc
-    return result
-
-
-def _protocol_docs(
-    intake: Intake, paths: list[Path], skipped: list[str]
-) -> Iterator[tuple[Document, str]]:
-    # Only the two protocol log readers, built here: loading every reader module would cost
-    # more start-up than sniffing a month of logs.
-    protocol_readers: dict[str, SmtpReceiveLogReader | SmtpSendLogReader] = {
-        RECEIVE: SmtpReceiveLogReader(),
-        SEND: SmtpSendLogReader(),
-    }
-    for doc in intake.documents(paths):
-        if doc.is_binary:
-            skipped.append(doc.display)
-            continue
-        # Only the protocol log sniffers are asked: this command reads nothing else.
-        scores = {kind: protocol_readers[kind].sniff(doc) for kind in PROTOCOL_KINDS}
-        kind = max(scores, key=lambda k: scores[k])
-        if scores[kind] < 50:
-            skipped.append(doc.display)
-            continue
-        yield doc, kind
 
 
 class _Progress:
@@ -168,7 +124,7 @@ def search(
     wanted = sources or ["eop"]
     endpoint_list: EndpointList | None = None
     with friendly_errors(EndpointDataError, AddressParseError):
-        if any(part.strip().lower() == "eop" for s in wanted for part in s.split(",")):
+        if wants_eop(wanted):
             endpoint_list = load(endpoints)
         ranges = resolve_ranges(wanted, endpoint_list)
     if not ranges:
@@ -237,20 +193,7 @@ def _print_count(
     if format != OutputFormat.json:
         write_output(str(result.sessions), output)
         return
-    doc: dict[str, object] = {
-        "sessions": result.sessions,
-        "lines": result.lines,
-        "files": result.files,
-        "bytes": result.bytes_read,
-        "elapsed_seconds": round(result.elapsed, 4),
-        "sessions_per_second": round(result.sessions_per_second, 1),
-        "mb_per_second": round(result.mb_per_second, 1),
-        "ranges": ranges.cidrs(),
-        "skipped_files": result.skipped,
-        "slow_path_files": result.slow_path_files,
-    }
-    if endpoint_list is not None:
-        doc["endpoints"] = endpoint_list.describe()
+    doc = count_json(result, ranges, endpoint_list)
     write_output(json.dumps(doc, indent=2), output)
 
 

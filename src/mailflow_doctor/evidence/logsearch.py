@@ -176,7 +176,8 @@ class RangeMatcher:
             alternatives.append(rb"\[?" + v4)
         if self.prefixes_v6 is not None:
             if self.prefixes_v6:
-                alternatives.append(rb"\[?(?i:" + _trie_regex(self.prefixes_v6) + b")")
+                # `0001:` is `1:` written with leading zeros
+                alternatives.append(rb"\[?0*(?i:" + _trie_regex(self.prefixes_v6) + b")")
             else:
                 alternatives.append(rb"\[?[0-9A-Fa-f]{0,4}:")
         if not alternatives:
