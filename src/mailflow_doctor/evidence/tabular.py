@@ -218,11 +218,12 @@ class _Feed:
 
     def __next__(self) -> str:
         line = self._replay.popleft() if self._replay else next(self._source)
-        self.consumed.append(line)
-        self.chars += len(line.text)
-        if len(self.consumed) > MAX_ROW_LINES or self.chars > MAX_ROW_CHARS:
-            raise _RowTooLong
+        consumed = self.consumed
+        consumed.append(line)
         text = line.text
+        self.chars += len(text)
+        if len(consumed) > MAX_ROW_LINES or self.chars > MAX_ROW_CHARS:
+            raise _RowTooLong
         if line.truncated and line.number > self.last_warned:
             self.last_warned = line.number
             self.ctx.warn(
@@ -341,16 +342,13 @@ def read_rows(
                 f"row has {len(values)} fields, the header has {width}; "
                 + ("missing ones read as empty" if len(values) < width else "extra ones ignored"),
             )
-        cut = False
-        for value in values:
-            if len(value) > max_field:
-                cut = True
-                break
-        if cut:
+        if max(map(len, values), default=0) > max_field:
             values = [value[:max_field] for value in values]
             ctx.warn(doc, start, f"a field longer than {max_field} characters was cut")
-        excerpt = consumed[0].text.replace("\x00", "")[:EXCERPT_CHARS]
-        yield TableRow(start, tuple(values), header, excerpt, len(consumed))
+        first_text = consumed[0].text
+        if "\x00" in first_text:
+            first_text = first_text.replace("\x00", "")
+        yield TableRow(start, tuple(values), header, first_text[:EXCERPT_CHARS], len(consumed))
 
 
 # --- Format-List text ------------------------------------------------------------------------
