@@ -20,6 +20,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 
 from mailflow_doctor import __version__
 from mailflow_doctor.evidence.reason import parse_reason
@@ -461,6 +464,20 @@ def render_json(items: list[Explanation]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False)
 
 
+def _indented(console: Console, markup: str, level: int = 2) -> None:
+    """Print with wrapped lines kept under their indent (80-column terminals)."""
+    console.print(Padding(Text.from_markup(markup), (0, 0, 0, level), expand=False))
+
+
+def _numbered(console: Console, index: int, markup: str) -> None:
+    """`  1. text` with the wrapped lines hanging under the text, not under the number."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    grid.add_row(f"{index}.", Text.from_markup(markup))
+    console.print(Padding(grid, (0, 0, 0, 2), expand=False))
+
+
 def render_terminal(items: list[Explanation], console: Console) -> None:
     kb = load()
     for number, item in enumerate(items):
@@ -481,12 +498,12 @@ def render_terminal(items: list[Explanation], console: Console) -> None:
                 f"\n[bold cyan]{escape(found.label)}[/] [dim]({found.role})[/] {escape(title)}"
             )
             if found.entry is not None:
-                console.print(f"  On the wire: {escape(found.entry.on_the_wire)}")
-                console.print(f"  Meaning: {escape(found.entry.meaning)}")
+                _indented(console, f"On the wire: {escape(found.entry.on_the_wire)}")
+                _indented(console, f"Meaning: {escape(found.entry.meaning)}")
         if item.facts:
             console.print("\n[bold]From the text[/]")
             for label, value in item.facts:
-                console.print(f"  {escape(label)}: {escape(value)}")
+                _indented(console, f"{escape(label)}: {escape(value)}")
         sections = (
             ("Likely causes, most likely first", item.causes),
             ("Checks to run next", item.checks),
@@ -497,11 +514,11 @@ def render_terminal(items: list[Explanation], console: Console) -> None:
                 continue
             console.print(f"\n[bold]{title}[/]")
             for index, point in enumerate(points, 1):
-                console.print(f"  {index}. {escape(point.text)}")
+                _numbered(console, index, escape(point.text))
                 if point.command:
-                    console.print(f"     [green]$ {escape(point.command)}[/]")
+                    _indented(console, f"[green]$ {escape(point.command)}[/]", 5)
                 if point.findings and title.startswith("Likely"):
-                    console.print(f"     [dim]findings: {', '.join(point.findings)}[/]")
+                    _indented(console, f"[dim]findings: {', '.join(point.findings)}[/]", 5)
         known = [sid for sid in item.source_ids if sid in kb.sources and sid != "INF"][:8]
         if known:
             console.print("\n[bold]Sources[/]")
