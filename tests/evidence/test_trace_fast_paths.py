@@ -9,6 +9,7 @@ placeholder look-alikes inside the templated values).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
@@ -20,11 +21,14 @@ from mailflow_doctor.evidence.culturetime import (
     parse_culture_time,
     parse_culture_time_general,
 )
+from mailflow_doctor.evidence.exotrace import to_int
+from mailflow_doctor.evidence.readers.exo_trace import _MAPPED_DETAIL, MAX_EXTRA_CHARS, _row_extra
 from mailflow_doctor.evidence.reason import (
     _parse_templated,
     parse_reason,
     parse_reason_general,
 )
+from mailflow_doctor.evidence.tabular import Header, Picker, TableRow, normalise_name
 
 TAILSPIN = (
     "Reason: [{LED=450 4.4.316 Connection refused [Message=Socket error code 10061] "
@@ -204,3 +208,51 @@ def test_templated_path_is_taken_for_the_exchange_online_shape() -> None:
     later = TAILSPIN.replace("21:03:11.000Z 08DB1DF24DB12D84", "22:04:12.000Z 08DB1DF24DB12D85")
     later = later.replace("9:03:11 PM", "10:04:12 PM")
     assert _parse_templated(later) == parse_reason_general(later)
+
+
+# --- columns picked once per header ------------------------------------------------------
+
+_NAMES = st.sampled_from(
+    ["Date", "date", "DateTime", "Event", "Detail", "Description", "Recipient Address", "x", ""]
+)
+_ALIASES = st.lists(st.lists(_NAMES, min_size=1, max_size=3).map(tuple), min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_NAMES, min_size=1, max_size=6),
+    st.lists(st.lists(st.sampled_from(["", " a ", "b", "  "]), max_size=8), max_size=4),
+    _ALIASES,
+)
+def test_picker_agrees_with_row_get(
+    names: list[str], rows: list[list[str]], aliases: list[tuple[str, ...]]
+) -> None:
+    header = Header(tuple(names))
+    pick = Picker(*aliases)
+    for line, values in enumerate(rows, 1):
+        row = TableRow(line, tuple(values), header, "")
+        assert pick(row) == [row.get(*group) for group in aliases]
+    other = TableRow(1, ("z",) * 6, Header(tuple(reversed(names))), "")  # a new header
+    assert pick(other) == [other.get(*group) for group in aliases]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_NAMES, min_size=1, max_size=6),
+    st.lists(st.sampled_from(["", "v", "w" * 600]), max_size=8),
+)
+def test_extra_columns_agree_with_a_per_row_scan(names: list[str], values: list[str]) -> None:
+    row = TableRow(1, tuple(values), Header(tuple(names)), "")
+    expected = tuple(
+        (name, value[:MAX_EXTRA_CHARS])
+        for name, value in zip(row.header.names, row.values, strict=False)
+        if value and normalise_name(name) not in _MAPPED_DETAIL
+    )
+    assert _row_extra(row, _MAPPED_DETAIL) == expected
+
+
+@given(st.text(alphabet="0123456789 ,.'\u00a0\u202fx-", max_size=22))
+def test_to_int_agrees_with_the_general_path(text: str) -> None:
+    digits = re.sub(r"[\s,.'\u00a0\u202f]", "", text)
+    expected = int(digits) if digits.isdigit() and len(digits) < 19 else None
+    assert to_int(text) == expected
