@@ -36,6 +36,9 @@ class Intake:
     max_zip_bytes: int = MAX_ZIP_TOTAL_BYTES
     max_zip_members: int = MAX_ZIP_MEMBERS
     _tmp: tempfile.TemporaryDirectory[str] | None = None
+    # Bytes unpacked from every zip so far: one budget for the whole run, so zips nested in
+    # a zip (each just under the cap) cannot multiply it.
+    _unpacked: int = 0
 
     def __enter__(self) -> Intake:
         return self
@@ -94,7 +97,6 @@ class Intake:
             self.issues.add(display, None, "zip nested too deeply; not opened")
             return
         target = Path(tempfile.mkdtemp(dir=self._tmpdir()))
-        total = 0
         try:
             archive = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError, NotImplementedError, ValueError) as exc:
@@ -125,9 +127,11 @@ class Intake:
                     continue
                 dest = target.joinpath(*PurePosixPath(safe).parts)
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                remaining = self.max_zip_bytes - total
+                remaining = self.max_zip_bytes - self._unpacked
                 try:
-                    written = _extract_capped(archive, info, dest, remaining)
+                    # A member that admits to being too big is refused without unpacking it.
+                    too_big = info.file_size > remaining
+                    written = None if too_big else _extract_capped(archive, info, dest, remaining)
                 except (
                     zipfile.BadZipFile,
                     OSError,
@@ -141,12 +145,12 @@ class Intake:
                     self.issues.add(
                         display,
                         None,
-                        f"zip unpacks to more than {self.max_zip_bytes // 1024**2} MiB "
+                        f"the zip files unpack to more than {_size(self.max_zip_bytes)} in all "
                         f"(a zip bomb?); stopped at {safe}",
                     )
                     dest.unlink(missing_ok=True)
                     break
-                total += written
+                self._unpacked += written
                 extracted.append((dest, f"{display}!{safe}"))
         for dest, member_display in extracted:
             yield from self._walk_member(dest, member_display, depth)
@@ -161,6 +165,10 @@ class Intake:
             yield Document.open(dest, display)
         except OSError as exc:
             self.issues.add(display, None, f"cannot read file: {exc.strerror or exc}")
+
+
+def _size(count: int) -> str:
+    return f"{count // 1024**2} MiB" if count >= 1024**2 else f"{count // 1024} KiB"
 
 
 def _safe_member_name(name: str) -> str | None:
