@@ -12,8 +12,6 @@ import importlib
 import sys
 from typing import Any
 
-from mailflow_doctor.cli.typer_app import app as _app
-
 # First command word -> module in this package that registers it.
 COMMAND_MODULES: dict[str, str] = {
     "diagnose": "diagnose",
@@ -48,8 +46,10 @@ def modules_for(argv: list[str]) -> set[str] | None:
 def __getattr__(name: str) -> Any:
     """`from mailflow_doctor.cli import app` (tests, embedding) gets every command registered."""
     if name == "app":
+        from mailflow_doctor.cli.typer_app import app
+
         register()
-        return _app
+        return app
     raise AttributeError(name)
 
 
@@ -64,8 +64,10 @@ def main() -> None:
 
             if run(argv[2:]):
                 return
+        from mailflow_doctor.cli.typer_app import app  # typer loads here, not for a plain count
+
         register(modules_for(argv))
-        _app()
+        app()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
