@@ -168,6 +168,7 @@ _MIDS = st.sampled_from(
         ";{MSG=OutboundProxyTargetIP: }",
         ";{MSG=last endpoint attempted was }",
         ";{MSG=socket error}",
+        ";{MSG=SubjectMismatch};{FQDN=hybrid.contoso.com};{IP=...}",
         ";{MSG=Thumbprint}",
         "",
     ]
@@ -189,9 +190,14 @@ _TAILS = st.sampled_from(
 @st.composite
 def _detail(draw: st.DrawFn) -> str:
     head = draw(_HEADS) + "".join(draw(st.lists(_BRACKETS, max_size=4)))
-    eop = f"{draw(_HOSTS)} {draw(_ISO)} {draw(_SIDS)}"
+    eop = draw(
+        st.one_of(
+            st.builds(lambda h, t, s: f" [{h} {t} {s}]", _HOSTS, _ISO, _SIDS),
+            st.sampled_from(["", " [XXXEUR01FTXXX.eop-EUR01.prod.protection.outlook.com]"]),
+        )
+    )  # current exports end the LED with the EOP bracket; older ones have none
     prefix = draw(st.sampled_from(["Reason: [", "[", "Defer: Reason: [", "Reason:\n[", " "]))
-    return f"{prefix}{{LED={head} [{eop}]}}{draw(_MIDS)};{{LRT={draw(_LRT)}}}]{draw(_TAILS)}"
+    return f"{prefix}{{LED={head}{eop}}}{draw(_MIDS)};{{LRT={draw(_LRT)}}}]{draw(_TAILS)}"
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -208,6 +214,16 @@ def test_templated_path_is_taken_for_the_exchange_online_shape() -> None:
     later = TAILSPIN.replace("21:03:11.000Z 08DB1DF24DB12D84", "22:04:12.000Z 08DB1DF24DB12D85")
     later = later.replace("9:03:11 PM", "10:04:12 PM")
     assert _parse_templated(later) == parse_reason_general(later)
+    older = (  # an older export: no EOP server bracket, no [Message=...] fields
+        "[{LED=450 4.4.316 Connection refused};{MSG=Socket error code 10061};"
+        "{FQDN=smtp.tailspintoys.ca};{IP=};{LRT=3/16/2017 4:59:18 PM}]. OutboundProxyTargetIP: "
+        "OutboundProxyTargetHostName: smtp.tailspintoys.ca"
+    )
+    assert _parse_templated(older) is not None
+    assert _parse_templated(older) == parse_reason_general(older)
+    nested = TAILSPIN.replace("Connection refused", "x [Message=451 5.7.3 STARTTLS is required]")
+    assert _parse_templated(nested) is not None  # a chain from the text around is kept
+    assert _parse_templated(nested) == parse_reason_general(nested)
 
 
 # --- columns picked once per header ------------------------------------------------------

@@ -170,35 +170,40 @@ def _parse_templated(text: str) -> ParsedReason | None:
     close = text.find("]}")
     opening = text.rfind("[", 0, close) + 1 if close > 0 else 0
     eop = _FAST_EOP.fullmatch(text, opening, close) if opening > 0 else None
-    if eop is None:
+    if eop is not None and not _inert_host(eop["host"]):
         return None
-    lrt = _FAST_LRT.search(text, close)
+    lrt = _FAST_LRT.search(text, close if eop is not None else 0)
     if lrt is None:
         return None
-    host = eop["host"]
-    if not _inert_host(host):
-        return None
-    eop_text = text[opening:close]
     lrt_text = lrt["v"]
-    template = "".join(
-        (
-            text[: eop.start("host")],
-            _PH_EOP,
-            text[eop.end("sid") : lrt.start("v")],
-            _PH_LRT,
-            text[lrt.end("v") :],
+    if eop is None:  # older exports: no EOP server bracket, only the LRT changes
+        eop_text = ""
+        template = "".join((text[: lrt.start("v")], _PH_LRT, text[lrt.end("v") :]))
+    else:
+        eop_text = text[opening:close]
+        template = "".join(
+            (
+                text[:opening],
+                _PH_EOP,
+                text[close : lrt.start("v")],
+                _PH_LRT,
+                text[lrt.end("v") :],
+            )
         )
-    )
-    known = _template(template)
+    known = _template(template, eop is not None)
     if known is None:
         return None
     updates: dict[str, object] = {
         "raw": text,
-        "eop_server": host,
-        "eop_session_id": eop["sid"].upper(),
-        "eop_time_utc": parse_culture_time(eop["ts"], None, UTC),
         "last_retry_utc": parse_culture_time(lrt_text, None, UTC),
     }
+    if eop is not None:
+        eop_time = parse_culture_time(eop["ts"], None, UTC)
+        if eop_time is None and known.reason.chain:
+            return None  # the general path would copy a time up from the chain
+        updates["eop_server"] = eop["host"]
+        updates["eop_session_id"] = eop["sid"].upper()
+        updates["eop_time_utc"] = eop_time
     reason = known.reason
     for name in known.text_fields:
         value = getattr(reason, name)
@@ -260,15 +265,17 @@ def _inert_host(host: str) -> bool:
     return not any(word in low for word in words) and _CODE_ANYWHERE.search(host) is None
 
 
-def _inert_text(template: str) -> bool:
+def _inert_text(template: str, with_eop: bool) -> bool:
     """True when the text around the placeholders gives the general path nothing to read
     across them (a subject, an endpoint, a proxy target or an NDR hop whose value could run
     into a placeholder, a chain, markup) and holds no piece of a placeholder itself."""
     low = template.lower()
-    rest = low.replace(_PH_EOP.lower(), "", 1).replace(_PH_LRT.lower(), "", 1)
+    rest = low.replace(_PH_LRT.lower(), "", 1)
+    if with_eop:
+        rest = rest.replace(_PH_EOP.lower(), "", 1)
     lrt_end = low.find(_PH_LRT.lower()) + len(_PH_LRT)
     return not (
-        "subject" in low
+        ("subject" in low and ("expected" in low or "presented" in low))  # bounded captures
         or "endpoint" in low
         or "->" in low
         or "<" in low
@@ -282,23 +289,30 @@ def _inert_text(template: str) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _template(template: str) -> _Template | None:
-    """Parse a template the general way; None when the placeholders were not read as such."""
-    if not _inert_text(template):
+def _template(template: str, with_eop: bool) -> _Template | None:
+    """Parse a template the general way; None when the placeholders were not read as such.
+
+    Replies nested in the template (its chain) come from the text around the placeholders
+    and are kept, as long as no piece of a placeholder ended up in them.
+    """
+    if not _inert_text(template, with_eop):
         return None
     reason = _parse_top(template)
-    if (
-        reason.chain
-        or reason.eop_server != _PH_HOST
-        or reason.eop_session_id != _PH_SID
-        or reason.eop_time_utc != _PH_EOP_TIME
-        or reason.last_retry_utc != _PH_LRT_TIME
+    if reason.last_retry_utc != _PH_LRT_TIME or not _only_whole_placeholders(
+        repr(reason.chain), whole=False
     ):
         return None
+    if with_eop and (
+        reason.eop_server != _PH_HOST
+        or reason.eop_session_id != _PH_SID
+        or reason.eop_time_utc != _PH_EOP_TIME
+    ):
+        return None
+    patched = _PATCHED if with_eop else ("last_retry_utc", "raw")
     text_fields: list[str] = []
     for name in ParsedReason.__dataclass_fields__:
         value = getattr(reason, name)
-        if name in _PATCHED or not isinstance(value, str):
+        if name in patched or name == "chain" or not isinstance(value, str):
             continue
         if not _only_whole_placeholders(value):
             return None
@@ -315,9 +329,10 @@ def _template(template: str) -> _Template | None:
     return _Template(reason, tuple(text_fields), tuple(field_indexes))
 
 
-def _only_whole_placeholders(value: str) -> bool:
-    """True when no piece of a placeholder is left once the whole ones are taken out."""
-    rest = value.replace(_PH_EOP, "").replace(_PH_LRT, "")
+def _only_whole_placeholders(value: str, whole: bool = True) -> bool:
+    """True when no piece of a placeholder is left once the whole ones are taken out
+    (with `whole=False`: when there is no placeholder, whole or in pieces, at all)."""
+    rest = value.replace(_PH_EOP, "").replace(_PH_LRT, "") if whole else value
     return "QZQZ" not in rest and "1/1/2000" not in rest and "0FACE" not in rest
 
 
