@@ -71,6 +71,7 @@ class RangeMatcher:
 
     `prefixes_v4` / `prefixes_v6` are a superset filter (whole octets / first hextets); an
     address passing the filter is then checked exactly by bisecting the merged intervals.
+    `exact_pattern()` goes further where it can: a regex that spells the ranges exactly.
     """
 
     def __init__(self, ranges: IPSet) -> None:
