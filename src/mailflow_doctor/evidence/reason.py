@@ -113,7 +113,12 @@ def parse_reason(text: str) -> ParsedReason:
     """
     try:
         fast = _parse_templated(text)
-        return fast if fast is not None else _parse_top(text)
+    except Exception:  # the shortcut failing must not cost what the general path can read
+        fast = None
+    if fast is not None:
+        return fast
+    try:
+        return _parse_top(text)
     except Exception:  # a reason we cannot read must never cost the record
         return ParsedReason(raw=text if isinstance(text, str) else str(text))
 
