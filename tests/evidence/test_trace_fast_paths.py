@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, timedelta, timezone, tzinfo
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +22,7 @@ from mailflow_doctor.evidence.culturetime import (
     parse_culture_time,
     parse_culture_time_general,
 )
+from mailflow_doctor.evidence.document import Document, ReadContext
 from mailflow_doctor.evidence.exotrace import to_int
 from mailflow_doctor.evidence.readers.exo_trace import _MAPPED_DETAIL, MAX_EXTRA_CHARS, _row_extra
 from mailflow_doctor.evidence.reason import (
@@ -28,7 +30,7 @@ from mailflow_doctor.evidence.reason import (
     parse_reason,
     parse_reason_general,
 )
-from mailflow_doctor.evidence.tabular import Header, Picker, TableRow, normalise_name
+from mailflow_doctor.evidence.tabular import Header, Picker, TableRow, normalise_name, read_rows
 
 TAILSPIN = (
     "Reason: [{LED=450 4.4.316 Connection refused [Message=Socket error code 10061] "
@@ -272,3 +274,23 @@ def test_to_int_agrees_with_the_general_path(text: str) -> None:
     digits = re.sub(r"[\s,.'\u00a0\u202f]", "", text)
     expected = int(digits) if digits.isdigit() and len(digits) < 19 else None
     assert to_int(text) == expected
+
+
+def test_long_fields_are_cut_on_one_line_and_across_lines(tmp_path: Path) -> None:
+    # read_rows skips the length check for a line no longer than the limit; make sure the
+    # check still runs for long single lines and for fields spanning several lines.
+    path = tmp_path / "long.csv"
+    path.write_text(
+        'a,b\n"short","' + "x" * 30 + '"\n"multi\nline\nvalue here","ok"\n"s","t"\n',
+        encoding="utf-8",
+    )
+    doc = Document.open(path)
+    ctx = ReadContext()
+    rows = list(read_rows(doc, ctx, max_field=12))
+    assert [row.values for row in rows] == [
+        ("short", "x" * 12),
+        ("multi\nline\nv", "ok"),
+        ("s", "t"),
+    ]
+    warnings = [issue for issue in ctx.issues.for_path(doc.display) if "was cut" in issue]
+    assert len(warnings) == 2

@@ -342,7 +342,9 @@ def read_rows(
                 f"row has {len(values)} fields, the header has {width}; "
                 + ("missing ones read as empty" if len(values) < width else "extra ones ignored"),
             )
-        if max(map(len, values), default=0) > max_field:
+        # A field is never longer than the line it came from: one short line needs no check.
+        short = len(consumed) == 1 and len(consumed[0].text) <= max_field
+        if not short and max(map(len, values), default=0) > max_field:
             values = [value[:max_field] for value in values]
             ctx.warn(doc, start, f"a field longer than {max_field} characters was cut")
         first_text = consumed[0].text
