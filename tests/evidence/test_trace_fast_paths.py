@@ -294,3 +294,16 @@ def test_long_fields_are_cut_on_one_line_and_across_lines(tmp_path: Path) -> Non
     ]
     warnings = [issue for issue in ctx.issues.for_path(doc.display) if "was cut" in issue]
     assert len(warnings) == 2
+
+
+@given(st.text(max_size=22))
+def test_to_int_never_raises(text: str) -> None:
+    """Superscripts and other non-decimal digits ("²") are not sizes, and never an error."""
+    result = to_int(text)
+    assert result is None or result >= 0
+
+
+def test_to_int_rejects_superscripts() -> None:
+    assert to_int("²") is None
+    assert to_int("1²") is None
+    assert to_int("12\u202f345") == 12345

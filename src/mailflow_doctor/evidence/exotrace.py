@@ -133,10 +133,15 @@ _DIGIT_GROUPING = re.compile(r"[\s,.'\u00a0\u202f]")
 
 
 def to_int(text: str) -> int | None:
-    if text.isdigit():  # nearly every size: nothing for the pattern below to take out
+    """A size as exported, with culture digit grouping; None for anything else.
+
+    `isdecimal`, not `isdigit`: superscripts such as "²" are digits to Python but not numbers
+    `int()` can read, and a size column must never raise.
+    """
+    if text.isdecimal():  # nearly every size: nothing for the pattern below to take out
         return int(text) if len(text) < 19 else None
     digits = _DIGIT_GROUPING.sub("", text)
-    return int(digits) if digits.isdigit() and len(digits) < 19 else None
+    return int(digits) if digits.isdecimal() and len(digits) < 19 else None
 
 
 def json_objects(doc: Document, ctx: ReadContext) -> Iterator[tuple[int, dict[str, object]]]:
