@@ -15,7 +15,13 @@ from typing import Any
 
 import defusedxml.ElementTree as DET
 
-from mailflow_doctor.firewall.evaluate import RangeCheck, check_ranges, effective_destination
+from mailflow_doctor.firewall.evaluate import (
+    Evaluation,
+    RangeCheck,
+    check_ranges,
+    effective_destination,
+    evaluate,
+)
 from mailflow_doctor.firewall.model import Action, Chain, Policy, PortSet, Rule
 from mailflow_doctor.firewall.registry import Remediation
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
@@ -381,3 +387,50 @@ def cleanup_only(cleanup: tuple[str, ...]) -> Remediation | None:
 
 def is_stale(addresses: IPSet, stale: IPSet) -> bool:
     return bool(addresses) and addresses.issubset(stale)
+
+
+InsertRules = Callable[[str, Policy, Evaluation, IPSet], tuple[str, list[str]]]
+
+
+def insert_until_closed(
+    text: str,
+    missing: IPSet,
+    reparse: Callable[[str], Policy],
+    destination: str,
+    port: int,
+    insert: InsertRules,
+    rounds: int = 6,
+) -> tuple[str, list[str]]:
+    """Insert permit rules, re-parse and re-evaluate, until nothing of `missing` is blocked.
+
+    For chain-based firewalls (iptables, nftables) an accept added to one chain can move the
+    block to the next base chain, so one round is not always enough. Progress means a different
+    set of blocking rules, not only a smaller gap; a round that changes nothing is undone.
+    Returns the patched text and the commands that produced it.
+    """
+    patched = text
+    commands: list[str] = []
+    previous: tuple[object, ...] | None = None
+    before = (text, 0)
+    for _ in range(rounds):
+        policy = reparse(patched)
+        current = evaluate(policy, destination, port)
+        still = missing - current.permitted()
+        if not still:
+            break
+        blockers = tuple(
+            (d.chain, d.origin, d.sources & still)
+            for d in current.decisions
+            if d.action != Action.PERMIT and d.sources.overlaps(still)
+        )
+        if previous is not None and blockers == previous:
+            patched, kept = before  # that round did not help: undo it
+            del commands[kept:]
+            break
+        previous = blockers
+        before = (patched, len(commands))
+        patched, added = insert(patched, policy, current, still)
+        if not added:
+            break
+        commands.extend(added)
+    return patched, commands

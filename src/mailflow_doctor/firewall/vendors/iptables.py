@@ -45,7 +45,7 @@ from mailflow_doctor.firewall.registry import (
     Remediation,
     register_parser,
 )
-from mailflow_doctor.firewall.vendors._kit import cleanup_only
+from mailflow_doctor.firewall.vendors._kit import cleanup_only, insert_until_closed
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
 BUILTIN = {
@@ -1089,33 +1089,14 @@ def _remediate_missing(text: str, result: ParseResult, check: RangeCheck) -> Rem
         remediation = _verify(patched, result, check, lines, set_name)
         if remediation is not None:
             return remediation
-    patched = text
-    commands: list[str] = []
-    previous: tuple[object, ...] | None = None
-    before = (text, 0)
-    for _ in range(6):
-        parsed = parse_iptables(patched, result.policy.path, _options_of(result))
-        current = evaluate(parsed.policy, destination, port)
-        missing = check.missing - current.permitted()
-        if not missing:
-            break
-        # Progress is a different set of blocking rules, not only a smaller gap: an accept
-        # added to one chain can move the block to the next base chain.
-        blockers = tuple(
-            (d.chain, d.origin, d.sources & missing)
-            for d in current.decisions
-            if d.action != Action.PERMIT and d.sources.overlaps(missing)
-        )
-        if previous is not None and blockers == previous:
-            patched, kept = before  # that round did not help: undo it
-            del commands[kept:]
-            break
-        previous = blockers
-        before = (patched, len(commands))
-        patched, added = _insert_accepts(patched, parsed.policy, current, missing)
-        if not added:
-            break
-        commands.extend(added)
+    patched, commands = insert_until_closed(
+        text,
+        check.missing,
+        lambda candidate: parse_iptables(candidate, result.policy.path, _options_of(result)).policy,
+        destination,
+        port,
+        _insert_accepts,
+    )
     return Remediation(
         lines=tuple(commands),
         explanation=(
