@@ -77,7 +77,13 @@ CLIENT = textwrap.dedent(
     """
     import errno, json, select, socket, sys, time
 
+    REFUSED = (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES,
+               errno.EPERM, errno.ECONNRESET)
+
     def attempt(targets, timeout):
+        # "connected" means what Exchange Online needs: the server's 220 greeting arrived, so
+        # the SYN and the packets after it (the handshake's ACK) were all let through. A reset
+        # or ICMP error before the greeting is "refused"; silence until the deadline "timeout".
         socks = {}
         results = {}
         for index, (src, dst, port) in enumerate(targets):
@@ -85,37 +91,36 @@ CLIENT = textwrap.dedent(
             s.setblocking(False)
             s.bind((src, 0))
             code = s.connect_ex((dst, port))
-            if code in (0,):
-                results[index] = "connected"
-                s.close()
-                continue
-            if code not in (errno.EINPROGRESS, errno.EAGAIN):
-                results[index] = "refused" if code in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
-                    errno.ENETUNREACH, errno.EACCES, errno.EPERM) else "error:%d" % code
+            if code not in (0, errno.EINPROGRESS, errno.EAGAIN):
+                results[index] = "refused" if code in REFUSED else "error:%d" % code
                 s.close()
                 continue
             socks[s.fileno()] = (index, s)
         deadline = time.monotonic() + timeout
         poller = select.poll()
         for fd in socks:
-            poller.register(fd, select.POLLOUT | select.POLLERR | select.POLLHUP)
+            poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
         while socks:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             for fd, _ in poller.poll(left * 1000):
-                index, s = socks.pop(fd)
-                poller.unregister(fd)
+                index, s = socks[fd]
                 code = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                # ECONNRESET: the handshake completed (the SYN was let in) and a later packet
-                # of ours met a reset; a refused SYN gives ECONNREFUSED instead.
-                if code in (0, errno.ECONNRESET):
-                    results[index] = "connected"
-                elif code in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
-                              errno.EACCES, errno.EPERM):
-                    results[index] = "refused"
-                else:
-                    results[index] = "error:%d" % code
+                if code == 0:
+                    try:
+                        data = s.recv(64)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        code = exc.errno or errno.ECONNRESET
+                    else:
+                        code = None
+                        results[index] = "connected" if data.startswith(b"220") else "refused"
+                if code is not None:
+                    results[index] = "refused" if code in REFUSED else "error:%d" % code
+                del socks[fd]
+                poller.unregister(fd)
                 s.close()
         for index, s in socks.values():
             results[index] = "timeout"

@@ -81,6 +81,7 @@ add eop6 2a01:111:f400::/48
 :OUTPUT ACCEPT [0:0]
 :SMTP - [0:0]
 -A INPUT -i lo -j ACCEPT
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
 -A INPUT -p tcp -m tcp ! --syn -m state --state NEW -j DROP
 -A INPUT -p tcp -m state --state NEW -m tcp --dport 25 -g SMTP
 -A SMTP ! -s 104.47.0.0/17 -m set --match-set eop4 src -j ACCEPT
@@ -164,6 +165,21 @@ def test_ipset_nomatch_negation_goto_and_ip6tables_in_one_file() -> None:
     v6 = _verdicts(HOST, "2001:db8::25")
     assert v6["2a01:111:f400::/48"] == ("permitted", ())
     assert v6["2a01:111:f403::/48"] == ("blocked", ("2a01:111:f403::/48",))
+
+
+def test_new_only_accepts_without_an_established_rule_block_the_session() -> None:
+    """The SYN passes as NEW, but the handshake's ACK is ESTABLISHED and meets the DROP policy:
+    no session can start (the kernel oracle showed the SYN alone is not enough)."""
+    without = HOST.replace("-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT\n", "")
+    result = parse_iptables(without, "rules.v4", ParseOptions())
+    assert result.policy.established is not None
+    check = check_ranges(result.policy, "192.0.2.25", EOP)
+    verdicts = {v.range: v for v in check.verdicts}
+    assert verdicts["40.92.0.0/15"].verdict == "blocked"
+    assert verdicts["40.92.0.0/15"].actions == ("deny",)
+    # The stateless IPv6 accept on port 25 lets the ACK through as well.
+    v6 = _verdicts(without, "2001:db8::25")
+    assert v6["2a01:111:f400::/48"] == ("permitted", ())
 
 
 def test_v6_reject_is_a_reject_and_v4_chains_do_not_judge_v6() -> None:

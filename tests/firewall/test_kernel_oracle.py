@@ -183,13 +183,46 @@ REGRESSIONS = {
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
         "-A INPUT -p tcp -m tcp -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n",
     ),
-    # The SYN is accepted as NEW, the handshake's ACK is reset: connected, not refused.
+    # The SYN is accepted as NEW, the handshake's ACK is reset: the client's connect()
+    # succeeds, but no greeting ever arrives, so Exchange Online could not deliver: refused.
     "reset-after-handshake": (
         "iptables",
         "192.0.2.10",
         "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
         "-A INPUT -p tcp -m tcp -m conntrack --ctstate NEW -j ACCEPT\n"
         "-A INPUT -p tcp -m tcp -j REJECT --reject-with tcp-reset\nCOMMIT\n",
+    ),
+    # `--syn` accepts the first packet only; the handshake's ACK meets the REJECT (the oracle
+    # found the evaluator judging the SYN alone: it predicted connected, the kernel refused).
+    "syn-only-accept": (
+        "iptables",
+        "192.0.2.10",
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A INPUT -p tcp -m tcp --syn -j ACCEPT\n"
+        "-A INPUT -i eth9 -p tcp -m tcp -j ACCEPT\n"
+        "-A INPUT -p tcp -m tcp -m conntrack --ctstate NEW -j ACCEPT\n"
+        "-A INPUT -p tcp -m tcp -j REJECT --reject-with icmp-port-unreachable\nCOMMIT\n",
+    ),
+    # The same with the ACK silently dropped: the session never starts, the client times out.
+    "syn-accepted-ack-dropped": (
+        "iptables",
+        "192.0.2.10",
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A INPUT -s 198.51.100.0/25 -p tcp -m tcp --tcp-flags SYN,ACK,FIN,RST SYN -j ACCEPT\n"
+        "-A INPUT -s 203.0.113.0/24 -p tcp -m tcp --dport 25 -j ACCEPT\nCOMMIT\n",
+    ),
+    # nftables: `ct state new` accepted, nothing for established packets.
+    "nft-new-only": (
+        "nftables",
+        "192.0.2.10",
+        "flush ruleset\n"
+        "table inet oracle {\n"
+        "\tchain input { type filter hook input priority filter; policy drop;\n"
+        "\t\tip saddr 198.51.100.0/24 ct state new tcp dport 25 accept\n"
+        "\t\tip saddr 203.0.113.0/25 tcp dport 25 accept\n"
+        "\t\tip saddr 203.0.113.128/25 tcp flags & (syn|ack) == syn accept\n"
+        "\t\tip saddr 203.0.113.128/25 reject with tcp reset\n"
+        "\t}\n}\n",
     ),
     # A second base chain before the main one rejects what the main chain would accept.
     "nft-priorities-and-dnat": (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from mailflow_doctor.firewall.model import (
@@ -321,6 +321,20 @@ def evaluate(
     if not policy.entries:
         raise EvaluationError("the policy has no rule list to evaluate")
     unique_skipped = tuple(dict.fromkeys(evaluator.skipped))
+    if policy.established is not None and pending:
+        # The handshake's ACK and the session's data must pass too (stateless rules, or
+        # `--syn` / `ct state new` accepts without an ESTABLISHED accept): a source is let in
+        # only where both the SYN and the packets after it are accepted.
+        follow = evaluate(policy.established, destination, port, protocol, sources=pending)
+        kept = follow.accepted
+        decisions = [
+            d if d.action != Action.PERMIT else replace(d, sources=d.sources & kept)
+            for d in decisions
+            if d.action != Action.PERMIT or d.sources.overlaps(kept)
+        ]
+        decisions.extend(d for d in follow.decisions if d.action != Action.PERMIT)
+        pending = kept
+        unique_skipped = tuple(dict.fromkeys((*unique_skipped, *follow.skipped_rules)))
     return Evaluation(
         policy,
         destination,

@@ -203,6 +203,12 @@ class Policy:
     notes: tuple[str, ...] = ()  # parse remarks worth showing (unresolved objects, defaults ...)
     default_deny_logged: bool = False
     all_acls: tuple[str, ...] = ()
+    # Stateless or partly stateful rule sets (iptables, nftables) judge every packet, not only
+    # the first SYN: a connection works only if the packets after it (conntrack ESTABLISHED,
+    # TCP ACK) are let through too. Parsers of such vendors put the policy as it treats those
+    # packets here; None means the device keeps state and lets replies of accepted
+    # connections through by itself.
+    established: Policy | None = None
 
     def rule_count(self) -> int:
         return sum(len(c.rules) for c in self.chains.values())

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import xml.etree.ElementTree as ET  # only for types and TreeBuilder; parsing goes via defusedxml
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -434,3 +436,39 @@ def insert_until_closed(
             break
         commands.extend(added)
     return patched, commands
+
+
+# Which packet of a new inbound connection stateless rules are being judged for: the first
+# SYN (conntrack state NEW) or the ACKs and data after it (ESTABLISHED).
+_FOLLOW_UP: ContextVar[bool] = ContextVar("mailflow_doctor_follow_up_packet", default=False)
+
+STATE_SENSITIVE_WORDS = ("--state", "--ctstate", "--syn", "--tcp-flags", "ct state", "flags")
+
+
+@contextmanager
+def judging_follow_up_packets() -> Iterator[None]:
+    """Parse as the packets after the SYN see the rules (ESTABLISHED, flags ACK)."""
+    token = _FOLLOW_UP.set(True)
+    try:
+        yield
+    finally:
+        _FOLLOW_UP.reset(token)
+
+
+def judging_follow_up() -> bool:
+    return _FOLLOW_UP.get()
+
+
+def packet_state() -> str:
+    """The conntrack state of the packet being judged: NEW or ESTABLISHED."""
+    return "ESTABLISHED" if _FOLLOW_UP.get() else "NEW"
+
+
+def packet_flags() -> frozenset[str]:
+    """The TCP flags of the packet being judged: SYN, or ACK for the packets after it."""
+    return frozenset({"ACK"}) if _FOLLOW_UP.get() else frozenset({"SYN"})
+
+
+def mentions_packet_state(text: str) -> bool:
+    """Does the rule text depend on conntrack state or TCP flags (so follow-ups may differ)?"""
+    return any(word in text for word in STATE_SENSITIVE_WORDS)

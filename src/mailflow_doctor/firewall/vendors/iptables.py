@@ -45,7 +45,15 @@ from mailflow_doctor.firewall.registry import (
     Remediation,
     register_parser,
 )
-from mailflow_doctor.firewall.vendors._kit import cleanup_only, insert_until_closed
+from mailflow_doctor.firewall.vendors._kit import (
+    cleanup_only,
+    insert_until_closed,
+    judging_follow_up,
+    judging_follow_up_packets,
+    mentions_packet_state,
+    packet_flags,
+    packet_state,
+)
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
 BUILTIN = {
@@ -71,6 +79,18 @@ FORWARD_PATH = (
 )
 PRE_NAT = {("raw", "PREROUTING"), ("mangle", "PREROUTING")}
 TERMINAL = {"ACCEPT": Action.PERMIT, "DROP": Action.DENY, "REJECT": Action.REJECT}
+
+
+def _refuses_established(options: dict[str, str]) -> bool:
+    """Does a REJECT end the connection for the packet being judged?
+
+    For the first SYN every REJECT refuses. For the packets after it, an ICMP error is a soft
+    error to an established TCP connection (the stack ignores it), so the client only waits and
+    times out, as with DROP; a TCP reset does end the session.
+    """
+    return not judging_follow_up() or "tcp-reset" in options.get("--reject-with", "")
+
+
 # Targets that end NAT processing in the nat table.
 NAT_TARGETS = {"DNAT", "REDIRECT", "ACCEPT", "RETURN", "SNAT", "MASQUERADE", "NETMAP"}
 # Targets that let the packet go on (logging, marking, NAT, ...); any other name is a chain.
@@ -372,14 +392,15 @@ class _RuleBuilder:
                 self.options.setdefault("unknown-match", arg)
         elif opt in ("--state", "--ctstate"):
             states = {s.upper() for s in arg.split(",")}
-            if ("NEW" in states) == negate:
+            if (packet_state() in states) == negate:
                 self.never = True
         elif opt == "--match-set":
             name = arg
             directions = args[1] if len(args) > 1 else "src"
             self.match_set(name, directions.split(",")[0], negate)
         elif opt == "--syn":
-            if negate:
+            # --syn: SYN set, ACK/RST/FIN clear: the first packet only.
+            if (packet_flags() == {"SYN"}) == negate:
                 self.never = True
         elif opt == "--tcp-flags":
             if len(args) >= 2:
@@ -389,7 +410,7 @@ class _RuleBuilder:
                     mask = {"SYN", "ACK", "FIN", "RST", "URG", "PSH"}
                 if "NONE" in comp:
                     comp = set()
-                matches = (mask & {"SYN"}) == (comp & mask)
+                matches = (mask & packet_flags()) == (comp & mask)
                 if matches == negate:
                     self.never = True
         elif opt == "--dst-type" or opt == "--src-type":
@@ -501,6 +522,8 @@ class _RuleBuilder:
         target = self.target
         if target in TERMINAL:
             action = TERMINAL[target]
+            if action == Action.REJECT and not _refuses_established(self.options):
+                action = Action.DENY
         elif target == "RETURN":
             action = Action.RETURN
         elif target == "" or target in NON_TERMINAL_TARGETS or self.table == "nat":
@@ -876,6 +899,17 @@ def _interface_view(parsed: ParsedRule, inbound: str) -> Rule:
 
 
 def parse_iptables(text: str, path: str, options: ParseOptions) -> ParseResult:
+    """Parse as the first SYN sees the rules, and, where rules look at conntrack state or TCP
+    flags, also as the packets after it do (`Policy.established`)."""
+    result = _parse_iptables_once(text, path, options)
+    if judging_follow_up() or not mentions_packet_state(text):
+        return result
+    with judging_follow_up_packets():
+        follow_up = _parse_iptables_once(text, path, options)
+    return replace(result, policy=replace(result.policy, established=follow_up.policy))
+
+
+def _parse_iptables_once(text: str, path: str, options: ParseOptions) -> ParseResult:
     state = _State(path, options)
     _parse_lines(text, state)
     if not state.rules and not state.chains:

@@ -45,7 +45,15 @@ from mailflow_doctor.firewall.registry import (
     Remediation,
     register_parser,
 )
-from mailflow_doctor.firewall.vendors._kit import cleanup_only, insert_until_closed
+from mailflow_doctor.firewall.vendors._kit import (
+    cleanup_only,
+    insert_until_closed,
+    judging_follow_up,
+    judging_follow_up_packets,
+    mentions_packet_state,
+    packet_flags,
+    packet_state,
+)
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
 PRIORITY_NAMES = {
@@ -79,6 +87,18 @@ SERVICES = {
 }
 PROTOCOL_NUMBERS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6"}
 TCP_FLAGS = {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ecn": 64, "cwr": 128}
+
+
+def _refuses_established(body: object) -> bool:
+    """Does a reject end the connection for the packet being judged?
+
+    For the first SYN every reject refuses. For the packets after it, an ICMP error is a soft
+    error to an established TCP connection (the stack ignores it), so the client only waits and
+    times out, as with drop; `reject with tcp reset` does end the session.
+    """
+    return not judging_follow_up() or (isinstance(body, dict) and body.get("type") == "tcp reset")
+
+
 VERDICTS = ("accept", "drop", "reject", "jump", "goto", "return", "continue", "queue")
 NO_INTERFACE = "<inbound interface not named in the ruleset>"
 MAX_NESTING = 32  # real rulesets nest table > chain > set > element: four or five levels
@@ -1008,7 +1028,7 @@ class _RuleBuilder:
                 elif kind in ("accept", "drop"):
                     action = Action.PERMIT if kind == "accept" else Action.DENY
                 elif kind == "reject":
-                    action = Action.REJECT
+                    action = Action.REJECT if _refuses_established(body) else Action.DENY
                 elif kind in ("jump", "goto"):
                     action = Action.JUMP if kind == "jump" else Action.GOTO
                     target = str(body.get("target"))
@@ -1027,7 +1047,8 @@ class _RuleBuilder:
                 elif kind == "_tcpflags":
                     if body.get("set"):
                         continue
-                    value = TCP_FLAGS["syn"] & int(body["mask"])
+                    flags = sum(TCP_FLAGS[f.lower()] for f in packet_flags())
+                    value = flags & int(body["mask"])
                     wanted = int(body["value"])
                     ok = {
                         "==": value == wanted,
@@ -1175,7 +1196,7 @@ class _RuleBuilder:
             key = str(left["ct"].get("key"))
             if key == "state":
                 states = {w.lower() for w in _words_of(right, self.rs, self.family, self.table)}
-                return "never", not _compare(op, "new" in states)
+                return "never", not _compare(op, packet_state().lower() in states)
             if key == "status":
                 status = {w.lower() for w in _words_of(right, self.rs, self.family, self.table)}
                 # `ct status dnat`: taken to hold (the translated connection being checked)
@@ -1258,7 +1279,7 @@ def _verdict(value: Json) -> tuple[Action, str | None]:
         if kind == "drop":
             return Action.DENY, None
         if kind == "reject":
-            return Action.REJECT, None
+            return (Action.REJECT if _refuses_established(body) else Action.DENY), None
         if kind in ("jump", "goto"):
             target = body.get("target") if isinstance(body, dict) else body
             return (Action.JUMP if kind == "jump" else Action.GOTO), str(target)
@@ -1565,6 +1586,17 @@ def _destination_nat(
 
 
 def parse_nftables(text: str, path: str, options: ParseOptions) -> ParseResult:
+    """Parse as the first SYN sees the rules, and, where rules look at conntrack state or TCP
+    flags, also as the packets after it do (`Policy.established`)."""
+    result = _parse_nftables_once(text, path, options)
+    if judging_follow_up() or not mentions_packet_state(text):
+        return result
+    with judging_follow_up_packets():
+        follow_up = _parse_nftables_once(text, path, options)
+    return replace(result, policy=replace(result.policy, established=follow_up.policy))
+
+
+def _parse_nftables_once(text: str, path: str, options: ParseOptions) -> ParseResult:
     stripped = text.lstrip()
     issues: list[tuple[int | None, str]] = []
     if stripped.startswith("{"):
