@@ -472,3 +472,13 @@ def packet_flags() -> frozenset[str]:
 def mentions_packet_state(text: str) -> bool:
     """Does the rule text depend on conntrack state or TCP flags (so follow-ups may differ)?"""
     return any(word in text for word in STATE_SENSITIVE_WORDS)
+
+
+def reject_action(tcp_reset: bool) -> Action:
+    """What a reject does to the packet being judged.
+
+    For the first SYN every reject refuses. For the packets after it, an ICMP error is a soft
+    error to an established TCP connection (the stack ignores it), so the client only waits and
+    times out, as with a drop; a TCP reset does end the session.
+    """
+    return Action.REJECT if tcp_reset or not _FOLLOW_UP.get() else Action.DENY

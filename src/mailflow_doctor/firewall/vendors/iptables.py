@@ -53,6 +53,7 @@ from mailflow_doctor.firewall.vendors._kit import (
     mentions_packet_state,
     packet_flags,
     packet_state,
+    reject_action,
 )
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
@@ -79,16 +80,6 @@ FORWARD_PATH = (
 )
 PRE_NAT = {("raw", "PREROUTING"), ("mangle", "PREROUTING")}
 TERMINAL = {"ACCEPT": Action.PERMIT, "DROP": Action.DENY, "REJECT": Action.REJECT}
-
-
-def _refuses_established(options: dict[str, str]) -> bool:
-    """Does a REJECT end the connection for the packet being judged?
-
-    For the first SYN every REJECT refuses. For the packets after it, an ICMP error is a soft
-    error to an established TCP connection (the stack ignores it), so the client only waits and
-    times out, as with DROP; a TCP reset does end the session.
-    """
-    return not judging_follow_up() or "tcp-reset" in options.get("--reject-with", "")
 
 
 # Targets that end NAT processing in the nat table.
@@ -522,8 +513,8 @@ class _RuleBuilder:
         target = self.target
         if target in TERMINAL:
             action = TERMINAL[target]
-            if action == Action.REJECT and not _refuses_established(self.options):
-                action = Action.DENY
+            if action == Action.REJECT:
+                action = reject_action("tcp-reset" in self.options.get("--reject-with", ""))
         elif target == "RETURN":
             action = Action.RETURN
         elif target == "" or target in NON_TERMINAL_TARGETS or self.table == "nat":

@@ -53,6 +53,7 @@ from mailflow_doctor.firewall.vendors._kit import (
     mentions_packet_state,
     packet_flags,
     packet_state,
+    reject_action,
 )
 from mailflow_doctor.knowledge.ipranges import AddressParseError, IPSet
 
@@ -89,14 +90,8 @@ PROTOCOL_NUMBERS = {"6": "tcp", "17": "udp", "1": "icmp", "58": "icmpv6"}
 TCP_FLAGS = {"fin": 1, "syn": 2, "rst": 4, "psh": 8, "ack": 16, "urg": 32, "ecn": 64, "cwr": 128}
 
 
-def _refuses_established(body: object) -> bool:
-    """Does a reject end the connection for the packet being judged?
-
-    For the first SYN every reject refuses. For the packets after it, an ICMP error is a soft
-    error to an established TCP connection (the stack ignores it), so the client only waits and
-    times out, as with drop; `reject with tcp reset` does end the session.
-    """
-    return not judging_follow_up() or (isinstance(body, dict) and body.get("type") == "tcp reset")
+def _is_tcp_reset(body: object) -> bool:
+    return isinstance(body, dict) and body.get("type") == "tcp reset"
 
 
 VERDICTS = ("accept", "drop", "reject", "jump", "goto", "return", "continue", "queue")
@@ -1028,7 +1023,7 @@ class _RuleBuilder:
                 elif kind in ("accept", "drop"):
                     action = Action.PERMIT if kind == "accept" else Action.DENY
                 elif kind == "reject":
-                    action = Action.REJECT if _refuses_established(body) else Action.DENY
+                    action = reject_action(_is_tcp_reset(body))
                 elif kind in ("jump", "goto"):
                     action = Action.JUMP if kind == "jump" else Action.GOTO
                     target = str(body.get("target"))
@@ -1279,7 +1274,7 @@ def _verdict(value: Json) -> tuple[Action, str | None]:
         if kind == "drop":
             return Action.DENY, None
         if kind == "reject":
-            return (Action.REJECT if _refuses_established(body) else Action.DENY), None
+            return reject_action(_is_tcp_reset(body)), None
         if kind in ("jump", "goto"):
             target = body.get("target") if isinstance(body, dict) else body
             return (Action.JUMP if kind == "jump" else Action.GOTO), str(target)
